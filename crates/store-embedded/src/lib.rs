@@ -1,0 +1,247 @@
+//! rudder's default store: MVCC on one redb file, group-committed, durable across `kill -9`.
+//!
+//! See `docs/adr/0002-embedded-store-engine.md` for why redb, and [`schema`] for the layout.
+//! Writes funnel through one writer thread ([`writer`]) that commits many callers' mutations in
+//! one fsync; reads open redb snapshots concurrently; watches replay the on-disk change log and
+//! then follow the writer's live broadcast ([`watch`]).
+
+mod compact;
+mod read;
+pub mod schema;
+mod watch;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use redb::Database;
+use rudder_store::{
+    DeleteOutcome, GetResponse, RangeRequest, RangeResponse, Revision, Store, StoreError,
+    WatchStream, WriteOutcome, validate_key, validate_value,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::schema::{
+    FORMAT_VERSION, HISTORY, LATEST, META, META_FORMAT, REVISIONS, backend, meta_get,
+};
+use crate::writer::{Op, Reply, Request, Shared};
+
+/// Requests queued for the writer before callers wait for room.
+const QUEUE: usize = 16 * 1024;
+
+/// Tuning knobs for [`EmbeddedStore::open_with`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Bytes of redb page cache.
+    pub cache_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// The embedded [`Store`]. Cheap to clone; all clones share one database and writer.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    writer: mpsc::Sender<Request>,
+    path: PathBuf,
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path` with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Options::default())
+    }
+
+    /// Opens (or creates) the store file at `path`. Must be called inside a Tokio runtime.
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Backend(format!("creating {}: {e}", dir.display())))?;
+        }
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(&path)
+            .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
+        init_tables(&db)?;
+        let (revision, compacted) = writer::read_counters(&db)?;
+        let resume = if writer::compaction_unfinished(&db, compacted)? {
+            tracing::info!(compacted, "resuming an interrupted compaction");
+            Some(compact::CompactionJob::resume(compacted))
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared {
+            db,
+            committed: AtomicU64::new(revision),
+            compacted: AtomicU64::new(compacted),
+            hub: watch::Hub::new(revision),
+        });
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let for_writer = shared.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer::run(for_writer, rx, resume))
+            .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
+        tracing::debug!(path = %path.display(), revision, compacted, "embedded store open");
+        Ok(Self {
+            shared,
+            writer: tx,
+            path,
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn submit(&self, op: Op) -> Result<Reply, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        self.writer
+            .send(Request { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Shared) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || f(&shared))
+            .await
+            .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+}
+
+/// Creates the tables and checks the format version.
+fn init_tables(db: &Database) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut meta = txn.open_table(META).map_err(backend)?;
+        match meta_get(&meta, META_FORMAT)? {
+            None => {
+                meta.insert(META_FORMAT, FORMAT_VERSION).map_err(backend)?;
+            }
+            Some(v) if v <= FORMAT_VERSION => {}
+            Some(v) => {
+                return Err(StoreError::Corrupt(format!(
+                    "data format {v} is newer than this binary understands ({FORMAT_VERSION})"
+                )));
+            }
+        }
+        txn.open_table(HISTORY).map_err(backend)?;
+        txn.open_table(LATEST).map_err(backend)?;
+        txn.open_table(REVISIONS).map_err(backend)?;
+    }
+    txn.commit().map_err(backend)
+}
+
+fn unexpected(reply: Reply) -> StoreError {
+    let what = match reply {
+        Reply::Write(_) => "write",
+        Reply::Delete(_) => "delete",
+        Reply::Compacted => "compaction",
+    };
+    StoreError::Backend(format!("writer answered with an unexpected {what} reply"))
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, key: &str, revision: Option<Revision>) -> Result<GetResponse, StoreError> {
+        validate_key(key)?;
+        let key = key.to_owned();
+        self.blocking(move |s| read::get(s, &key, revision)).await
+    }
+
+    async fn range(&self, req: RangeRequest) -> Result<RangeResponse, StoreError> {
+        self.blocking(move |s| read::range(s, &req)).await
+    }
+
+    async fn create(&self, key: &str, value: Bytes) -> Result<WriteOutcome, StoreError> {
+        validate_key(key)?;
+        validate_value(&value)?;
+        match self
+            .submit(Op::Create {
+                key: key.to_owned(),
+                value,
+            })
+            .await?
+        {
+            Reply::Write(w) => Ok(w),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        expected: Revision,
+    ) -> Result<WriteOutcome, StoreError> {
+        validate_key(key)?;
+        validate_value(&value)?;
+        match self
+            .submit(Op::Update {
+                key: key.to_owned(),
+                value,
+                expected,
+            })
+            .await?
+        {
+            Reply::Write(w) => Ok(w),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete(
+        &self,
+        key: &str,
+        expected: Option<Revision>,
+    ) -> Result<DeleteOutcome, StoreError> {
+        validate_key(key)?;
+        match self
+            .submit(Op::Delete {
+                key: key.to_owned(),
+                expected,
+            })
+            .await?
+        {
+            Reply::Delete(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn watch(&self, prefix: &str, start: Revision) -> Result<WatchStream, StoreError> {
+        let compacted = self.shared.compacted.load(Ordering::Acquire);
+        if start < compacted {
+            return Err(StoreError::Compacted {
+                requested: start,
+                compacted,
+            });
+        }
+        Ok(watch::start(self.shared.clone(), prefix.to_owned(), start))
+    }
+
+    async fn compact(&self, revision: Revision) -> Result<(), StoreError> {
+        match self.submit(Op::Compact { revision }).await? {
+            Reply::Compacted => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn current_revision(&self) -> Result<Revision, StoreError> {
+        Ok(self.shared.committed.load(Ordering::Acquire))
+    }
+}

@@ -1,0 +1,383 @@
+//! The single writer thread: applies mutations in group-committed redb transactions.
+//!
+//! redb allows one write transaction at a time and each durable commit costs an fsync. Requests
+//! from all callers queue here; the thread takes every request waiting (up to a byte budget),
+//! applies them in order in one transaction — each mutation still gets its own revision — commits
+//! once, then publishes the events and answers the callers. An answer is sent only after the
+//! commit is on disk, so an acknowledged write survives `kill -9`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use rudder_store::{DeleteOutcome, Event, EventKind, KeyValue, Revision, StoreError, WriteOutcome};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::compact::{CompactionJob, compact_chunk};
+use crate::schema::{
+    HISTORY, LATEST, META, META_COMPACTED, META_REVISION, REVISIONS, Record, backend, version_at,
+};
+use crate::watch::Hub;
+
+/// Most bytes of values applied in one transaction, so that one commit stays short.
+const BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// Most requests applied in one transaction.
+const BATCH_OPS: usize = 4096;
+
+/// A mutation sent to the writer.
+pub(crate) enum Op {
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+    Compact {
+        revision: Revision,
+    },
+}
+
+impl Op {
+    fn size(&self) -> usize {
+        match self {
+            Op::Create { key, value } | Op::Update { key, value, .. } => key.len() + value.len(),
+            Op::Delete { key, .. } => key.len(),
+            Op::Compact { .. } => 0,
+        }
+    }
+}
+
+/// The writer's answer.
+pub(crate) enum Reply {
+    Write(WriteOutcome),
+    Delete(DeleteOutcome),
+    Compacted,
+}
+
+pub(crate) struct Request {
+    pub(crate) op: Op,
+    pub(crate) reply: oneshot::Sender<Result<Reply, StoreError>>,
+}
+
+/// State shared between the writer and readers.
+pub(crate) struct Shared {
+    pub(crate) db: Database,
+    /// Latest committed revision.
+    pub(crate) committed: AtomicU64,
+    /// Reads and watches below this revision fail with `Compacted`.
+    pub(crate) compacted: AtomicU64,
+    pub(crate) hub: Hub,
+}
+
+/// Runs the writer loop until every request sender is gone.
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::Receiver<Request>,
+    resume: Option<CompactionJob>,
+) {
+    let mut revision = shared.committed.load(Ordering::Acquire);
+    let mut compaction = resume;
+    loop {
+        let mut batch = Vec::new();
+        if compaction.is_some() {
+            // Interleave compaction chunks with writes: never wait while compaction is pending.
+            while let Ok(req) = rx.try_recv() {
+                batch.push(req);
+                if batch.len() >= BATCH_OPS {
+                    break;
+                }
+            }
+        } else {
+            match rx.blocking_recv() {
+                Some(req) => batch.push(req),
+                None => return,
+            }
+            let mut bytes = batch[0].op.size();
+            while bytes < BATCH_BYTES && batch.len() < BATCH_OPS {
+                match rx.try_recv() {
+                    Ok(req) => {
+                        bytes += req.op.size();
+                        batch.push(req);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if !batch.is_empty() {
+            apply_batch(&shared, &mut revision, batch, &mut compaction);
+        }
+        if let Some(job) = compaction.take() {
+            compaction = step_compaction(&shared, job);
+        }
+    }
+}
+
+fn apply_batch(
+    shared: &Shared,
+    revision: &mut Revision,
+    batch: Vec<Request>,
+    compaction: &mut Option<CompactionJob>,
+) {
+    let result = (|| -> Result<_, StoreError> {
+        let txn = shared.db.begin_write().map_err(backend)?;
+        let mut next = *revision;
+        let mut replies = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
+        let mut compactions = Vec::new();
+        let mut floor = shared.compacted.load(Ordering::Acquire);
+        for (i, req) in batch.iter().enumerate() {
+            let reply = match &req.op {
+                Op::Compact { revision: target } => {
+                    match start_compaction(&txn, &mut floor, next, *target) {
+                        Ok(()) => {
+                            compactions.push((i, *target));
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                op => apply_op(&txn, &mut next, op, &mut events),
+            };
+            replies.push((i, reply));
+        }
+        if next != *revision {
+            let mut meta = txn.open_table(META).map_err(backend)?;
+            meta.insert(META_REVISION, next).map_err(backend)?;
+        }
+        txn.commit().map_err(backend)?;
+        Ok((next, replies, events, compactions))
+    })();
+    match result {
+        Ok((next, replies, events, compactions)) => {
+            *revision = next;
+            if let Some(&(_, target)) = compactions.last() {
+                shared.compacted.fetch_max(target, Ordering::AcqRel);
+            }
+            shared.committed.store(next, Ordering::Release);
+            shared.hub.publish(next, events);
+            let mut batch: Vec<Option<Request>> = batch.into_iter().map(Some).collect();
+            for (i, reply) in replies {
+                if let Some(req) = batch[i].take() {
+                    let _ = req.reply.send(reply);
+                }
+            }
+            for (i, target) in compactions {
+                if let Some(req) = batch[i].take() {
+                    // Compaction answers once history is gone, not when it starts.
+                    match compaction {
+                        Some(job) => job.add_waiter(target, req.reply),
+                        None => *compaction = Some(CompactionJob::new(target, req.reply)),
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, requests = batch.len(), "store commit failed");
+            for req in batch {
+                let _ = req.reply.send(Err(StoreError::Backend(e.to_string())));
+            }
+        }
+    }
+}
+
+/// Records a new compaction point in `txn`; the history itself is removed later, in chunks.
+fn start_compaction(
+    txn: &WriteTransaction,
+    floor: &mut Revision,
+    current: Revision,
+    target: Revision,
+) -> Result<(), StoreError> {
+    if target <= *floor {
+        return Err(StoreError::Compacted {
+            requested: target,
+            compacted: *floor,
+        });
+    }
+    if target > current {
+        return Err(StoreError::FutureRevision {
+            requested: target,
+            current,
+        });
+    }
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    meta.insert(META_COMPACTED, target).map_err(backend)?;
+    *floor = target;
+    Ok(())
+}
+
+fn step_compaction(shared: &Shared, job: CompactionJob) -> Option<CompactionJob> {
+    match compact_chunk(&shared.db, job.target()) {
+        Ok(true) => {
+            job.finish(Ok(()));
+            None
+        }
+        Ok(false) => Some(job),
+        Err(e) => {
+            tracing::error!(error = %e, "compaction failed");
+            job.finish(Err(e));
+            None
+        }
+    }
+}
+
+fn apply_op(
+    txn: &WriteTransaction,
+    next: &mut Revision,
+    op: &Op,
+    events: &mut Vec<Event>,
+) -> Result<Reply, StoreError> {
+    let mut latest = txn.open_table(LATEST).map_err(backend)?;
+    let mut history = txn.open_table(HISTORY).map_err(backend)?;
+    let mut revisions = txn.open_table(REVISIONS).map_err(backend)?;
+    let (key, current_rev) = match op {
+        Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => {
+            let rev = latest
+                .get(key.as_bytes())
+                .map_err(backend)?
+                .map(|g| g.value());
+            (key, rev)
+        }
+        Op::Compact { .. } => {
+            return Err(StoreError::Backend(
+                "compaction is not a key operation".into(),
+            ));
+        }
+    };
+    let kb = key.as_bytes();
+    let current = match current_rev {
+        Some(rev) => match version_at(&history, kb, rev)? {
+            Some((r, rec)) if r == rev => rec.into_kv(kb, rev)?,
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "latest version of {key} is missing"
+                )));
+            }
+        },
+        None => None,
+    };
+    // All checks are done above; only inserts follow, so a failure leaves nothing half-applied
+    // (and a storage error aborts the whole transaction anyway).
+    let revision = *next + 1;
+    match (op, current) {
+        (Op::Create { .. }, Some(cur)) => Ok(Reply::Write(WriteOutcome::AlreadyExists(cur))),
+        (Op::Create { value, .. }, None) => {
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+                create_revision: revision,
+                mod_revision: revision,
+                version: 1,
+            };
+            write_put(&mut history, &mut latest, &mut revisions, &kv)?;
+            *next = revision;
+            events.push(Event {
+                kind: EventKind::Put,
+                kv: kv.clone(),
+                prev: None,
+            });
+            Ok(Reply::Write(WriteOutcome::Written(kv)))
+        }
+        (
+            Op::Update {
+                expected, value, ..
+            },
+            Some(cur),
+        ) if cur.mod_revision == *expected => {
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+                create_revision: cur.create_revision,
+                mod_revision: revision,
+                version: cur.version + 1,
+            };
+            write_put(&mut history, &mut latest, &mut revisions, &kv)?;
+            *next = revision;
+            events.push(Event {
+                kind: EventKind::Put,
+                kv: kv.clone(),
+                prev: Some(cur),
+            });
+            Ok(Reply::Write(WriteOutcome::Written(kv)))
+        }
+        (Op::Update { .. }, cur) => Ok(Reply::Write(WriteOutcome::Conflict(cur))),
+        (Op::Delete { .. }, None) => Ok(Reply::Delete(DeleteOutcome::NotFound)),
+        (
+            Op::Delete {
+                expected: Some(e), ..
+            },
+            Some(cur),
+        ) if cur.mod_revision != *e => Ok(Reply::Delete(DeleteOutcome::Conflict(cur))),
+        (Op::Delete { .. }, Some(cur)) => {
+            history
+                .insert((kb, revision), Record::encode_tombstone().as_slice())
+                .map_err(backend)?;
+            latest.remove(kb).map_err(backend)?;
+            revisions.insert(revision, kb).map_err(backend)?;
+            *next = revision;
+            let tombstone = KeyValue {
+                key: key.clone(),
+                value: Bytes::new(),
+                create_revision: 0,
+                mod_revision: revision,
+                version: 0,
+            };
+            events.push(Event {
+                kind: EventKind::Delete,
+                kv: tombstone,
+                prev: Some(cur.clone()),
+            });
+            Ok(Reply::Delete(DeleteOutcome::Deleted {
+                revision,
+                prev: cur,
+            }))
+        }
+        (Op::Compact { .. }, _) => Err(StoreError::Backend(
+            "compaction is not a key operation".into(),
+        )),
+    }
+}
+
+fn write_put(
+    history: &mut redb::Table<(&'static [u8], u64), &'static [u8]>,
+    latest: &mut redb::Table<&'static [u8], u64>,
+    revisions: &mut redb::Table<u64, &'static [u8]>,
+    kv: &KeyValue,
+) -> Result<(), StoreError> {
+    let kb = kv.key.as_bytes();
+    let rec = Record::encode_put(kv.create_revision, kv.version, &kv.value);
+    history
+        .insert((kb, kv.mod_revision), rec.as_slice())
+        .map_err(backend)?;
+    latest.insert(kb, kv.mod_revision).map_err(backend)?;
+    revisions.insert(kv.mod_revision, kb).map_err(backend)?;
+    Ok(())
+}
+
+/// Reads the committed revision and compaction point at open.
+pub(crate) fn read_counters(db: &Database) -> Result<(Revision, Revision), StoreError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let meta = txn.open_table(META).map_err(backend)?;
+    let rev =
+        crate::schema::meta_get(&meta, META_REVISION)?.unwrap_or(crate::schema::INITIAL_REVISION);
+    let compacted = crate::schema::meta_get(&meta, META_COMPACTED)?.unwrap_or(0);
+    Ok((rev, compacted))
+}
+
+/// True if `revisions` still holds entries below `compacted` (a compaction was interrupted).
+pub(crate) fn compaction_unfinished(
+    db: &Database,
+    compacted: Revision,
+) -> Result<bool, StoreError> {
+    let txn = db.begin_read().map_err(backend)?;
+    let revisions = txn.open_table(REVISIONS).map_err(backend)?;
+    let first = revisions.first().map_err(backend)?.map(|(k, _)| k.value());
+    Ok(matches!(first, Some(r) if r < compacted))
+}
