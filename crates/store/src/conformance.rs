@@ -52,6 +52,8 @@ macro_rules! conformance_tests {
             watch_replays_history_and_resumes,
             watch_is_limited_to_its_prefix,
             compaction_discards_history_only,
+            compaction_cannot_go_backwards,
+            zero_revision_guards_never_match_missing_keys,
             slow_watcher_loses_no_event,
             concurrent_writers_and_watchers_agree,
             large_values_round_trip,
@@ -689,4 +691,44 @@ pub async fn bad_keys_and_values_are_rejected_without_writing(store: &Arc<dyn St
     );
     assert_eq!(store.get("/huge", None).await.expect("get").kv, None);
     assert_eq!(store.get("/ok", None).await.expect("get").kv, Some(ok));
+}
+
+pub async fn compaction_cannot_go_backwards(store: &Arc<dyn Store>) {
+    let a = put_new(store, "/cb/a", "1").await;
+    let a = put_over(store, &a, "2").await;
+    let a = put_over(store, &a, "3").await;
+    store.compact(a.mod_revision - 1).await.expect("compact");
+    for rev in [a.mod_revision - 2, a.mod_revision - 1] {
+        match store.compact(rev).await {
+            Err(StoreError::Compacted { .. }) => {}
+            other => panic!(
+                "compact({rev}) after compact({}): {other:?}",
+                a.mod_revision - 1
+            ),
+        }
+    }
+    let future = store.current_revision().await.expect("revision") + 5;
+    match store.compact(future).await {
+        Err(StoreError::FutureRevision { .. }) => {}
+        other => panic!("compact into the future: {other:?}"),
+    }
+    assert_eq!(store.get("/cb/a", None).await.expect("get").kv, Some(a));
+}
+
+pub async fn zero_revision_guards_never_match_missing_keys(store: &Arc<dyn Store>) {
+    // etcd reports mod_revision 0 for a missing key; a guard of 0 must still not create it.
+    match store.update("/z/missing", b("x"), 0).await.expect("update") {
+        WriteOutcome::Conflict(None) => {}
+        other => panic!("update of a missing key with expected 0: {other:?}"),
+    }
+    assert_eq!(
+        store.delete("/z/missing", Some(0)).await.expect("delete"),
+        DeleteOutcome::NotFound
+    );
+    assert_eq!(store.get("/z/missing", None).await.expect("get").kv, None);
+    let a = put_new(store, "/z/a", "1").await;
+    match store.update("/z/a", b("x"), 0).await.expect("update") {
+        WriteOutcome::Conflict(Some(cur)) => assert_eq!(cur, a),
+        other => panic!("update with expected 0: {other:?}"),
+    }
 }
