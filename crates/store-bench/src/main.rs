@@ -20,6 +20,14 @@ enum Backend {
     Both,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    Writes,
+    Reads,
+    Range,
+    Watch,
+}
+
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark rudder's Store backends side by side")]
 struct Args {
@@ -42,6 +50,9 @@ struct Args {
     /// system temp dir, so both sit on the same disk).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
+    /// Run only these workloads (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Workload>,
     /// Use this running etcd instead of starting one (comma-separated client URLs).
     #[arg(long, value_delimiter = ',')]
     etcd_endpoints: Vec<String>,
@@ -80,25 +91,37 @@ async fn main() -> Result<()> {
 }
 
 async fn suite(store: Arc<dyn Store>, args: &Args) -> Result<Vec<Measurement>> {
+    let wanted = |w| args.only.is_empty() || args.only.contains(&w);
     let secs = Duration::from_secs(args.seconds);
     let mut out = Vec::new();
-    for &w in &args.writers {
-        let m = workloads::writes(store.clone(), w, secs, args.value_size, "w").await?;
+    if wanted(Workload::Writes) {
+        for &w in &args.writers {
+            let m = workloads::writes(store.clone(), w, secs, args.value_size, "w").await?;
+            report(&m);
+            out.push(m);
+        }
+    }
+    const N: usize = 10_000;
+    if wanted(Workload::Reads) || wanted(Workload::Range) {
+        workloads::load(&store, "/bench/range/", N, args.value_size).await?;
+    }
+    if wanted(Workload::Reads) {
+        let m = workloads::reads(store.clone(), "/bench/range/", N, 16, secs).await?;
         report(&m);
         out.push(m);
     }
-    const N: usize = 10_000;
-    workloads::load(&store, "/bench/range/", N, args.value_size).await?;
-    let m = workloads::reads(store.clone(), "/bench/range/", N, 16, secs).await?;
-    report(&m);
-    out.push(m);
-    let m = workloads::range(&store, "/bench/range/", N, 20).await?;
-    report(&m);
-    out.push(m);
-    let m = workloads::watch_delay(store.clone(), args.watchers, 200, Duration::from_millis(10))
-        .await?;
-    report(&m);
-    out.push(m);
+    if wanted(Workload::Range) {
+        let m = workloads::range(&store, "/bench/range/", N, 20).await?;
+        report(&m);
+        out.push(m);
+    }
+    if wanted(Workload::Watch) {
+        let m =
+            workloads::watch_delay(store.clone(), args.watchers, 200, Duration::from_millis(10))
+                .await?;
+        report(&m);
+        out.push(m);
+    }
     Ok(out)
 }
 

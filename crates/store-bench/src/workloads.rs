@@ -186,7 +186,8 @@ pub async fn range(
 }
 
 /// `watchers` watches on one prefix; one writer writes `events` keys `interval` apart. The delay
-/// is from just before the write call to the moment each watcher receives the event.
+/// is from just before the write call to the moment each watcher receives the event. A warm-up
+/// event, delivered to every watcher before measuring starts, keeps set-up out of the figures.
 pub async fn watch_delay(
     store: Arc<dyn Store>,
     watchers: usize,
@@ -195,12 +196,15 @@ pub async fn watch_delay(
 ) -> Result<Measurement> {
     let base = Instant::now();
     let start = store.current_revision().await? + 1;
+    let ready = Arc::new(tokio::sync::Semaphore::new(0));
     let mut tasks = Vec::new();
     for _ in 0..watchers {
         let mut stream = store.watch("/watchbench/", start).await?;
+        let ready = ready.clone();
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             let mut seen = 0;
+            let mut warm = false;
             while seen < events {
                 let batch = tokio::time::timeout(Duration::from_secs(60), stream.next())
                     .await
@@ -208,6 +212,11 @@ pub async fn watch_delay(
                     .context("watch ended")??;
                 let now = base.elapsed().as_micros() as u64;
                 for e in batch {
+                    if !warm {
+                        warm = true;
+                        ready.add_permits(1);
+                        continue;
+                    }
                     let sent: u64 = std::str::from_utf8(&e.kv.value)?.parse()?;
                     h.record(now.saturating_sub(sent).max(1))?;
                     seen += 1;
@@ -216,6 +225,13 @@ pub async fn watch_delay(
             Ok::<_, anyhow::Error>(h)
         }));
     }
+    store
+        .create("/watchbench/warmup", Bytes::from_static(b"0"))
+        .await?;
+    let all = u32::try_from(watchers).context("too many watchers")?;
+    let _ = tokio::time::timeout(Duration::from_secs(60), ready.acquire_many(all))
+        .await
+        .context("watchers did not start")?;
     let started = Instant::now();
     for i in 0..events {
         let sent = base.elapsed().as_micros() as u64;

@@ -65,7 +65,11 @@ impl CompactionJob {
 /// is kept (reads at `target` and the previous value of events at `target` need it), and not even
 /// that if it is a tombstone.
 pub(crate) fn compact_chunk(db: &Database, target: Revision) -> Result<bool, StoreError> {
-    let txn = db.begin_write().map_err(backend)?;
+    let mut txn = db.begin_write().map_err(backend)?;
+    // Like writes, compaction becomes durable at the next checkpoint; if lost in a crash it is
+    // resumed at open (the compaction point itself is in the log).
+    txn.set_durability(redb::Durability::None)
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
     let done;
     {
         let mut revisions = txn.open_table(REVISIONS).map_err(backend)?;

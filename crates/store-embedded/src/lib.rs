@@ -7,7 +7,9 @@
 
 mod compact;
 mod read;
+mod recover;
 pub mod schema;
+mod wal;
 mod watch;
 mod writer;
 
@@ -73,6 +75,13 @@ impl EmbeddedStore {
             .create(&path)
             .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
         init_tables(&db)?;
+        let (durable, _) = writer::read_counters(&db)?;
+        let (mut wal, entries) = wal::Wal::open(&wal_path(&path))?;
+        if !entries.is_empty() {
+            let applied = recover::replay(&db, durable, &entries)?;
+            tracing::info!(applied, "replayed the write-ahead log");
+            wal.reset()?;
+        }
         let (revision, compacted) = writer::read_counters(&db)?;
         let resume = if writer::compaction_unfinished(&db, compacted)? {
             tracing::info!(compacted, "resuming an interrupted compaction");
@@ -87,11 +96,13 @@ impl EmbeddedStore {
             hub: watch::Hub::new(revision),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
-        let for_writer = shared.clone();
+        let w = writer::Writer::new(shared.clone(), wal);
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer::run(for_writer, rx, resume))
+            .spawn(move || w.run(rx, resume))
             .map_err(|e| StoreError::Backend(format!("starting the writer thread: {e}")))?;
+        writer::start_ticker(&tx)
+            .map_err(|e| StoreError::Backend(format!("starting the checkpoint ticker: {e}")))?;
         tracing::debug!(path = %path.display(), revision, compacted, "embedded store open");
         Ok(Self {
             shared,
@@ -123,6 +134,13 @@ impl EmbeddedStore {
             .await
             .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
     }
+}
+
+/// The write-ahead log lives next to the redb file.
+fn wal_path(db: &Path) -> PathBuf {
+    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".wal");
+    db.with_file_name(name)
 }
 
 /// Creates the tables and checks the format version.

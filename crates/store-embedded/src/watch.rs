@@ -1,6 +1,6 @@
 //! Watches: live events from the writer, with replay from the on-disk change log.
 //!
-//! Each watch is a task that first replays committed history from disk, then follows the live
+//! Each watch first replays committed history from disk, then follows the live
 //! broadcast the writer publishes after every commit. A watcher that falls behind the broadcast
 //! buffer (a slow consumer) is not cancelled: it goes back to replaying from disk where it left
 //! off, so no event is ever dropped while history is retained.
@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use redb::ReadableDatabase;
 use rudder_store::{Event, EventKind, KeyValue, Revision, StoreError, WatchBatch, WatchStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use crate::schema::{HISTORY, REVISIONS, Record, backend, key_string, version_at};
 use crate::writer::Shared;
@@ -19,8 +19,6 @@ use crate::writer::Shared;
 const BROADCAST_CAPACITY: usize = 1024;
 /// Change-log entries read per disk transaction while replaying.
 const REPLAY_CHUNK: u64 = 1024;
-/// Batches buffered between a watch task and its consumer.
-const STREAM_BUFFER: usize = 64;
 
 type Live = Arc<Vec<Event>>;
 
@@ -60,70 +58,87 @@ impl Hub {
     }
 }
 
-/// Starts a watch task and returns its stream.
+/// A watch's position: where it is in history, and its live subscription once caught up.
+struct Cursor {
+    shared: Arc<Shared>,
+    prefix: String,
+    /// The next revision owed to the consumer.
+    next: Revision,
+    /// The live subscription and the head it was taken at; `None` while (re)syncing.
+    live: Option<(broadcast::Receiver<Live>, Revision)>,
+    failed: bool,
+}
+
+/// Returns the stream of a watch. It is driven by the consumer's own polling (no task per
+/// watch): with a thousand watchers, each commit wakes a thousand consumers, not two thousand
+/// tasks.
 pub(crate) fn start(shared: Arc<Shared>, prefix: String, start: Revision) -> WatchStream {
-    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-    tokio::spawn(async move {
-        let result = run(&shared, &prefix, start, &tx).await;
-        if let Err(e) = result {
-            let _ = tx.send(Err(e)).await;
+    let cursor = Cursor {
+        shared,
+        prefix,
+        next: start,
+        live: None,
+        failed: false,
+    };
+    Box::pin(futures::stream::unfold(cursor, |mut c| async move {
+        if c.failed {
+            return None;
         }
-    });
-    Box::pin(tokio_stream_from(rx))
+        match next_batch(&mut c).await {
+            Ok(batch) => Some((Ok(batch), c)),
+            Err(e) => {
+                c.failed = true;
+                Some((Err(e), c))
+            }
+        }
+    }))
 }
 
-fn tokio_stream_from(
-    mut rx: mpsc::Receiver<Result<WatchBatch, StoreError>>,
-) -> impl futures::Stream<Item = Result<WatchBatch, StoreError>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-type Sink = mpsc::Sender<Result<WatchBatch, StoreError>>;
-
-/// Returns `Ok(())` when the consumer went away, `Err` when the watch must end with an error.
-async fn run(
-    shared: &Arc<Shared>,
-    prefix: &str,
-    mut next: Revision,
-    tx: &Sink,
-) -> Result<(), StoreError> {
+/// Waits for the next non-empty batch: from disk while behind the subscription's head, live
+/// after. A watcher that lags behind the live buffer drops its subscription and replays from
+/// disk where it left off.
+async fn next_batch(c: &mut Cursor) -> Result<WatchBatch, StoreError> {
     loop {
-        let (mut live, head) = shared.hub.subscribe();
-        while next <= head {
-            let upto = head.min(next + REPLAY_CHUNK - 1);
-            let s = shared.clone();
-            let p = prefix.to_owned();
-            let batch = tokio::task::spawn_blocking(move || replay(&s, &p, next, upto))
+        let head = match &c.live {
+            Some((_, head)) => *head,
+            None => {
+                let (rx, head) = c.shared.hub.subscribe();
+                c.live = Some((rx, head));
+                head
+            }
+        };
+        if c.next <= head {
+            let (from, upto) = (c.next, head.min(c.next + REPLAY_CHUNK - 1));
+            let (s, p) = (c.shared.clone(), c.prefix.clone());
+            let batch = tokio::task::spawn_blocking(move || replay(&s, &p, from, upto))
                 .await
                 .map_err(|e| StoreError::Backend(format!("replay task failed: {e}")))??;
-            next = upto + 1;
-            if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
-                return Ok(());
+            c.next = upto + 1;
+            if !batch.is_empty() {
+                return Ok(batch);
             }
+            continue;
         }
-        loop {
-            let received = tokio::select! {
-                r = live.recv() => r,
-                () = tx.closed() => return Ok(()),
-            };
-            match received {
-                Ok(events) => {
-                    let batch: WatchBatch = events
-                        .iter()
-                        .filter(|e| e.revision() >= next && e.kv.key.starts_with(prefix))
-                        .cloned()
-                        .collect();
-                    if let Some(last) = events.last() {
-                        next = next.max(last.revision() + 1);
-                    }
-                    if !batch.is_empty() && tx.send(Ok(batch)).await.is_err() {
-                        return Ok(());
-                    }
+        let Some((rx, _)) = c.live.as_mut() else {
+            continue;
+        };
+        match rx.recv().await {
+            Ok(events) => {
+                let next = c.next;
+                let batch: WatchBatch = events
+                    .iter()
+                    .filter(|e| e.revision() >= next && e.kv.key.starts_with(&c.prefix))
+                    .cloned()
+                    .collect();
+                if let Some(last) = events.last() {
+                    c.next = c.next.max(last.revision() + 1);
                 }
-                // Fell behind the live buffer: catch up from disk from `next`.
-                Err(broadcast::error::RecvError::Lagged(_)) => break,
-                Err(broadcast::error::RecvError::Closed) => return Err(StoreError::Closed),
+                if !batch.is_empty() {
+                    return Ok(batch);
+                }
             }
+            Err(broadcast::error::RecvError::Lagged(_)) => c.live = None,
+            Err(broadcast::error::RecvError::Closed) => return Err(StoreError::Closed),
         }
     }
 }

@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use rudder_store::{DeleteOutcome, Event, EventKind, KeyValue, Revision, StoreError, WriteOutcome};
 use tokio::sync::{mpsc, oneshot};
 
@@ -18,6 +19,7 @@ use crate::compact::{CompactionJob, compact_chunk};
 use crate::schema::{
     HISTORY, LATEST, META, META_COMPACTED, META_REVISION, REVISIONS, Record, backend, version_at,
 };
+use crate::wal::Wal;
 use crate::watch::Hub;
 
 /// Most bytes of values applied in one transaction, so that one commit stays short.
@@ -43,6 +45,8 @@ pub(crate) enum Op {
     Compact {
         revision: Revision,
     },
+    /// Sent by the ticker thread so an idle writer still checkpoints; never reaches redb.
+    Tick,
 }
 
 impl Op {
@@ -50,7 +54,7 @@ impl Op {
         match self {
             Op::Create { key, value } | Op::Update { key, value, .. } => key.len() + value.len(),
             Op::Delete { key, .. } => key.len(),
-            Op::Compact { .. } => 0,
+            Op::Compact { .. } | Op::Tick => 0,
         }
     }
 }
@@ -77,112 +81,194 @@ pub(crate) struct Shared {
     pub(crate) hub: Hub,
 }
 
-/// Runs the writer loop until every request sender is gone.
-pub(crate) fn run(
-    shared: Arc<Shared>,
-    mut rx: mpsc::Receiver<Request>,
-    resume: Option<CompactionJob>,
-) {
-    let mut revision = shared.committed.load(Ordering::Acquire);
-    let mut compaction = resume;
-    loop {
-        let mut batch = Vec::new();
-        if compaction.is_some() {
-            // Interleave compaction chunks with writes: never wait while compaction is pending.
-            while let Ok(req) = rx.try_recv() {
-                batch.push(req);
-                if batch.len() >= BATCH_OPS {
-                    break;
-                }
-            }
-        } else {
-            match rx.blocking_recv() {
-                Some(req) => batch.push(req),
-                None => return,
-            }
-            let mut bytes = batch[0].op.size();
-            while bytes < BATCH_BYTES && batch.len() < BATCH_OPS {
-                match rx.try_recv() {
-                    Ok(req) => {
-                        bytes += req.op.size();
-                        batch.push(req);
-                    }
-                    Err(_) => break,
-                }
-            }
-        }
-        if !batch.is_empty() {
-            apply_batch(&shared, &mut revision, batch, &mut compaction);
-        }
-        if let Some(job) = compaction.take() {
-            compaction = step_compaction(&shared, job);
-        }
-    }
+/// The log is folded into redb (one durable commit) and emptied when it grows past this...
+const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// ...or when it is this old.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// The writer's private state.
+pub(crate) struct Writer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) wal: Wal,
+    revision: Revision,
+    last_checkpoint: Instant,
+    /// Set when redb and the log may disagree; every later request fails until restart.
+    poisoned: Option<String>,
 }
 
-fn apply_batch(
-    shared: &Shared,
-    revision: &mut Revision,
-    batch: Vec<Request>,
-    compaction: &mut Option<CompactionJob>,
-) {
-    let result = (|| -> Result<_, StoreError> {
-        let txn = shared.db.begin_write().map_err(backend)?;
-        let mut next = *revision;
-        let mut replies = Vec::with_capacity(batch.len());
-        let mut events = Vec::new();
-        let mut compactions = Vec::new();
-        let mut floor = shared.compacted.load(Ordering::Acquire);
-        for (i, req) in batch.iter().enumerate() {
-            let reply = match &req.op {
-                Op::Compact { revision: target } => {
-                    match start_compaction(&txn, &mut floor, next, *target) {
-                        Ok(()) => {
-                            compactions.push((i, *target));
-                            continue;
+impl Writer {
+    pub(crate) fn new(shared: Arc<Shared>, wal: Wal) -> Self {
+        let revision = shared.committed.load(Ordering::Acquire);
+        Self {
+            shared,
+            wal,
+            revision,
+            last_checkpoint: Instant::now(),
+            poisoned: None,
+        }
+    }
+
+    /// Runs the writer loop until every request sender is gone.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>, resume: Option<CompactionJob>) {
+        let mut compaction = resume;
+        loop {
+            let mut batch = Vec::new();
+            if compaction.is_some() {
+                // Interleave compaction chunks with writes: never wait while compaction is pending.
+                while let Ok(req) = rx.try_recv() {
+                    batch.push(req);
+                    if batch.len() >= BATCH_OPS {
+                        break;
+                    }
+                }
+            } else {
+                match recv_soon(&mut rx) {
+                    Some(req) => batch.push(req),
+                    None => {
+                        self.checkpoint();
+                        return;
+                    }
+                }
+                let mut bytes = batch[0].op.size();
+                while bytes < BATCH_BYTES && batch.len() < BATCH_OPS {
+                    match rx.try_recv() {
+                        Ok(req) => {
+                            bytes += req.op.size();
+                            batch.push(req);
                         }
-                        Err(e) => Err(e),
-                    }
-                }
-                op => apply_op(&txn, &mut next, op, &mut events),
-            };
-            replies.push((i, reply));
-        }
-        if next != *revision {
-            let mut meta = txn.open_table(META).map_err(backend)?;
-            meta.insert(META_REVISION, next).map_err(backend)?;
-        }
-        txn.commit().map_err(backend)?;
-        Ok((next, replies, events, compactions))
-    })();
-    match result {
-        Ok((next, replies, events, compactions)) => {
-            *revision = next;
-            if let Some(&(_, target)) = compactions.last() {
-                shared.compacted.fetch_max(target, Ordering::AcqRel);
-            }
-            shared.committed.store(next, Ordering::Release);
-            shared.hub.publish(next, events);
-            let mut batch: Vec<Option<Request>> = batch.into_iter().map(Some).collect();
-            for (i, reply) in replies {
-                if let Some(req) = batch[i].take() {
-                    let _ = req.reply.send(reply);
-                }
-            }
-            for (i, target) in compactions {
-                if let Some(req) = batch[i].take() {
-                    // Compaction answers once history is gone, not when it starts.
-                    match compaction {
-                        Some(job) => job.add_waiter(target, req.reply),
-                        None => *compaction = Some(CompactionJob::new(target, req.reply)),
+                        Err(_) => break,
                     }
                 }
             }
+            batch.retain(|r| !matches!(r.op, Op::Tick));
+            if !batch.is_empty() {
+                self.apply_batch(batch, &mut compaction);
+            }
+            if let Some(job) = compaction.take() {
+                compaction = step_compaction(&self.shared, job);
+            }
+            if self.wal.len() >= CHECKPOINT_BYTES
+                || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+            {
+                self.checkpoint();
+            }
         }
-        Err(e) => {
-            tracing::error!(error = %e, requests = batch.len(), "store commit failed");
+    }
+
+    /// Makes everything committed so far durable in redb, then empties the log.
+    fn checkpoint(&mut self) {
+        self.last_checkpoint = Instant::now();
+        if self.wal.len() == 0 || self.poisoned.is_some() {
+            return;
+        }
+        let result = (|| {
+            let txn = self.shared.db.begin_write().map_err(backend)?;
+            txn.commit().map_err(backend)?;
+            self.wal.reset()
+        })();
+        if let Err(e) = result {
+            // The log still holds everything; the next checkpoint retries.
+            tracing::error!(error = %e, "store checkpoint failed");
+        }
+    }
+    fn apply_batch(&mut self, batch: Vec<Request>, compaction: &mut Option<CompactionJob>) {
+        if let Some(why) = &self.poisoned {
             for req in batch {
-                let _ = req.reply.send(Err(StoreError::Backend(e.to_string())));
+                let _ = req.reply.send(Err(StoreError::Backend(format!(
+                    "store is failed until restart: {why}"
+                ))));
+            }
+            return;
+        }
+        let shared = self.shared.clone();
+        let revision = &mut self.revision;
+        let wal = &mut self.wal;
+        let mut poison = None;
+        let result = (|| -> Result<_, StoreError> {
+            let mut txn = shared.db.begin_write().map_err(backend)?;
+            // Durability comes from the log; redb is made durable at checkpoints.
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let mut next = *revision;
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut events = Vec::new();
+            let mut compactions = Vec::new();
+            let mut floor = shared.compacted.load(Ordering::Acquire);
+            {
+                // Tables are opened once per transaction: opening one costs a lookup and a
+                // write-back of its root at close, far more than an insert.
+                let mut tables = Tables {
+                    history: txn.open_table(HISTORY).map_err(backend)?,
+                    latest: txn.open_table(LATEST).map_err(backend)?,
+                    revisions: txn.open_table(REVISIONS).map_err(backend)?,
+                    meta: txn.open_table(META).map_err(backend)?,
+                };
+                for (i, req) in batch.iter().enumerate() {
+                    let reply = match &req.op {
+                        Op::Compact { revision: target } => {
+                            match start_compaction(&mut tables, &mut floor, next, *target) {
+                                Ok(()) => {
+                                    compactions.push((i, *target));
+                                    continue;
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        op => apply_op(&mut tables, &mut next, op, &mut events),
+                    };
+                    replies.push((i, reply));
+                }
+                if next != *revision {
+                    tables.meta.insert(META_REVISION, next).map_err(backend)?;
+                }
+            }
+            let targets: Vec<Revision> = compactions.iter().map(|&(_, t)| t).collect();
+            if !events.is_empty() || !targets.is_empty() {
+                // On failure the transaction is dropped uncommitted: nothing of the batch is kept.
+                wal.append(&crate::wal::encode(&events, &targets))?;
+            }
+            if let Err(e) = txn.commit() {
+                // The log has the batch but redb does not: revisions would be reused. Stop here;
+                // replaying the log at the next open restores a consistent state.
+                let e = backend(e);
+                poison = Some(e.to_string());
+                return Err(e);
+            }
+            Ok((next, replies, events, compactions))
+        })();
+        if let Some(why) = poison {
+            tracing::error!(error = %why, "store commit failed after logging; refusing writes until restart");
+            self.poisoned = Some(why);
+        }
+        match result {
+            Ok((next, replies, events, compactions)) => {
+                *revision = next;
+                if let Some(&(_, target)) = compactions.last() {
+                    shared.compacted.fetch_max(target, Ordering::AcqRel);
+                }
+                shared.committed.store(next, Ordering::Release);
+                shared.hub.publish(next, events);
+                let mut batch: Vec<Option<Request>> = batch.into_iter().map(Some).collect();
+                for (i, reply) in replies {
+                    if let Some(req) = batch[i].take() {
+                        let _ = req.reply.send(reply);
+                    }
+                }
+                for (i, target) in compactions {
+                    if let Some(req) = batch[i].take() {
+                        // Compaction answers once history is gone, not when it starts.
+                        match compaction {
+                            Some(job) => job.add_waiter(target, req.reply),
+                            None => *compaction = Some(CompactionJob::new(target, req.reply)),
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = batch.len(), "store commit failed");
+                for req in batch {
+                    let _ = req.reply.send(Err(StoreError::Backend(e.to_string())));
+                }
             }
         }
     }
@@ -190,7 +276,7 @@ fn apply_batch(
 
 /// Records a new compaction point in `txn`; the history itself is removed later, in chunks.
 fn start_compaction(
-    txn: &WriteTransaction,
+    tables: &mut Tables<'_>,
     floor: &mut Revision,
     current: Revision,
     target: Revision,
@@ -207,8 +293,10 @@ fn start_compaction(
             current,
         });
     }
-    let mut meta = txn.open_table(META).map_err(backend)?;
-    meta.insert(META_COMPACTED, target).map_err(backend)?;
+    tables
+        .meta
+        .insert(META_COMPACTED, target)
+        .map_err(backend)?;
     *floor = target;
     Ok(())
 }
@@ -228,15 +316,26 @@ fn step_compaction(shared: &Shared, job: CompactionJob) -> Option<CompactionJob>
     }
 }
 
+/// The tables of one write transaction.
+struct Tables<'txn> {
+    history: redb::Table<'txn, (&'static [u8], u64), &'static [u8]>,
+    latest: redb::Table<'txn, &'static [u8], u64>,
+    revisions: redb::Table<'txn, u64, &'static [u8]>,
+    meta: redb::Table<'txn, &'static str, u64>,
+}
+
 fn apply_op(
-    txn: &WriteTransaction,
+    tables: &mut Tables<'_>,
     next: &mut Revision,
     op: &Op,
     events: &mut Vec<Event>,
 ) -> Result<Reply, StoreError> {
-    let mut latest = txn.open_table(LATEST).map_err(backend)?;
-    let mut history = txn.open_table(HISTORY).map_err(backend)?;
-    let mut revisions = txn.open_table(REVISIONS).map_err(backend)?;
+    let Tables {
+        history,
+        latest,
+        revisions,
+        ..
+    } = tables;
     let (key, current_rev) = match op {
         Op::Create { key, .. } | Op::Update { key, .. } | Op::Delete { key, .. } => {
             let rev = latest
@@ -245,15 +344,13 @@ fn apply_op(
                 .map(|g| g.value());
             (key, rev)
         }
-        Op::Compact { .. } => {
-            return Err(StoreError::Backend(
-                "compaction is not a key operation".into(),
-            ));
+        Op::Compact { .. } | Op::Tick => {
+            return Err(StoreError::Backend("not a key operation".into()));
         }
     };
     let kb = key.as_bytes();
     let current = match current_rev {
-        Some(rev) => match version_at(&history, kb, rev)? {
+        Some(rev) => match version_at(&*history, kb, rev)? {
             Some((r, rec)) if r == rev => rec.into_kv(kb, rev)?,
             _ => {
                 return Err(StoreError::Corrupt(format!(
@@ -276,7 +373,7 @@ fn apply_op(
                 mod_revision: revision,
                 version: 1,
             };
-            write_put(&mut history, &mut latest, &mut revisions, &kv)?;
+            write_put(history, latest, revisions, &kv)?;
             *next = revision;
             events.push(Event {
                 kind: EventKind::Put,
@@ -298,7 +395,7 @@ fn apply_op(
                 mod_revision: revision,
                 version: cur.version + 1,
             };
-            write_put(&mut history, &mut latest, &mut revisions, &kv)?;
+            write_put(history, latest, revisions, &kv)?;
             *next = revision;
             events.push(Event {
                 kind: EventKind::Put,
@@ -339,9 +436,9 @@ fn apply_op(
                 prev: cur,
             }))
         }
-        (Op::Compact { .. }, _) => Err(StoreError::Backend(
-            "compaction is not a key operation".into(),
-        )),
+        (Op::Compact { .. } | Op::Tick, _) => {
+            Err(StoreError::Backend("not a key operation".into()))
+        }
     }
 }
 
@@ -380,4 +477,42 @@ pub(crate) fn compaction_unfinished(
     let revisions = txn.open_table(REVISIONS).map_err(backend)?;
     let first = revisions.first().map_err(backend)?.map(|(k, _)| k.value());
     Ok(matches!(first, Some(r) if r < compacted))
+}
+
+/// Wakes the writer once per checkpoint interval so an idle store still folds its log into redb.
+/// Holds only a weak sender: when the store is dropped, the ticker ends.
+pub(crate) fn start_ticker(writer: &mpsc::Sender<Request>) -> std::io::Result<()> {
+    let weak = writer.downgrade();
+    std::thread::Builder::new()
+        .name("store-ticker".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let Some(tx) = weak.upgrade() else { return };
+                let (reply, _) = oneshot::channel();
+                // A full queue means the writer is busy and will checkpoint anyway.
+                let _ = tx.try_send(Request {
+                    op: Op::Tick,
+                    reply,
+                });
+            }
+        })?;
+    Ok(())
+}
+
+/// How long the writer polls for the next request before parking. A caller that just got its
+/// answer usually sends again within tens of microseconds; catching that without a park/unpark
+/// round trip through the scheduler saves about as much as the request itself costs.
+const SPIN: Duration = Duration::from_micros(50);
+
+fn recv_soon(rx: &mut mpsc::Receiver<Request>) -> Option<Request> {
+    let start = Instant::now();
+    while start.elapsed() < SPIN {
+        match rx.try_recv() {
+            Ok(req) => return Some(req),
+            Err(mpsc::error::TryRecvError::Disconnected) => return None,
+            Err(mpsc::error::TryRecvError::Empty) => std::hint::spin_loop(),
+        }
+    }
+    rx.blocking_recv()
 }
