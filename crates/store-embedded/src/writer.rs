@@ -81,8 +81,9 @@ pub(crate) struct Shared {
     pub(crate) hub: Hub,
 }
 
-/// The log is folded into redb (one durable commit) and emptied when it grows past this...
-const CHECKPOINT_BYTES: u64 = 64 * 1024 * 1024;
+/// The log is folded into redb (one durable commit) and emptied when it fills its
+/// preallocated file (a smaller log means shorter checkpoint stalls)...
+const CHECKPOINT_BYTES: u64 = crate::wal::PREALLOC;
 /// ...or when it is this old.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
