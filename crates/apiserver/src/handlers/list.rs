@@ -1,0 +1,228 @@
+//! LIST, and the response encodings shared by reads: plain JSON objects and lists, or
+//! `meta.k8s.io/v1` Tables when the client asks for them.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::Response;
+use rudder_store::RangeRequest;
+use serde_json::{Value, json};
+
+use super::Ctx;
+use crate::cache::CachedObject;
+use crate::filter::Filter;
+use crate::http::{Body, json_response};
+use crate::params::{Continue, ListParams};
+use crate::status::ApiError;
+use crate::table::IncludeObject;
+
+/// How a client wants objects rendered, from its `Accept` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Render {
+    Json,
+    Table,
+}
+
+pub(crate) fn render(ctx: &Ctx<'_>) -> Result<Render, ApiError> {
+    let accept = crate::server::header(&ctx.req, "accept");
+    if accept.is_empty() {
+        return Ok(Render::Json);
+    }
+    let mut json_ok = false;
+    for part in accept.split(',') {
+        let p = part.replace(' ', "");
+        if p.contains("as=Table") && p.contains("g=meta.k8s.io") {
+            return Ok(Render::Table);
+        }
+        let media = p.split(';').next().unwrap_or("");
+        if matches!(media, "application/json" | "*/*" | "application/*") && !p.contains("as=") {
+            json_ok = true;
+        }
+    }
+    if json_ok {
+        Ok(Render::Json)
+    } else {
+        Err(ApiError::not_acceptable(
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io",
+        ))
+    }
+}
+
+fn include_object(ctx: &Ctx<'_>) -> Result<IncludeObject, ApiError> {
+    IncludeObject::parse(ctx.query.get("includeObject").map(String::as_str))
+}
+
+/// The Table for `values` of the request's kind.
+fn table_for(ctx: &Ctx<'_>, values: &[Value]) -> Result<Value, ApiError> {
+    Ok(crate::table::generic(
+        values,
+        include_object(ctx)?,
+        now_secs(),
+    ))
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn table_of(ctx: &Ctx<'_>, objects: &[Arc<CachedObject>]) -> Result<Value, ApiError> {
+    let values: Vec<Value> = objects
+        .iter()
+        .map(|o| o.value())
+        .collect::<Result<_, _>>()
+        .map_err(ApiError::internal)?;
+    table_for(ctx, &values)
+}
+
+/// One object, as JSON or as a one-row Table.
+pub(crate) fn object_response(
+    ctx: &Ctx<'_>,
+    code: u16,
+    obj: &CachedObject,
+) -> Result<Response<Body>, ApiError> {
+    match render(ctx)? {
+        Render::Json => Ok(json_response(code, obj.json.clone())),
+        Render::Table => {
+            let value = obj.value().map_err(ApiError::internal)?;
+            let mut table = table_for(ctx, &[value])?;
+            table["metadata"] = json!({"resourceVersion": obj.rev.to_string()});
+            Ok(json_response(
+                code,
+                serde_json::to_vec(&table).unwrap_or_default(),
+            ))
+        }
+    }
+}
+
+/// A list of objects: `{"kind":"<Kind>List", ...,"items":[...]}`, assembled from the cached
+/// encodings without re-serializing each object.
+pub(crate) fn list_response(
+    ctx: &Ctx<'_>,
+    objects: &[Arc<CachedObject>],
+    rev: u64,
+    next: Option<Continue>,
+) -> Result<Response<Body>, ApiError> {
+    let mut metadata = json!({"resourceVersion": rev.to_string()});
+    if let Some(c) = &next {
+        metadata["continue"] = json!(c.encode());
+    }
+    if render(ctx)? == Render::Table {
+        let mut table = table_of(ctx, objects)?;
+        table["metadata"] = metadata;
+        return Ok(json_response(
+            200,
+            serde_json::to_vec(&table).unwrap_or_default(),
+        ));
+    }
+    let head = json!({
+        "kind": format!("{}List", ctx.resource.kind),
+        "apiVersion": ctx.resource.api_version(),
+        "metadata": metadata,
+    });
+    let head = serde_json::to_vec(&head).unwrap_or_default();
+    let size: usize = objects.iter().map(|o| o.json.len() + 1).sum::<usize>() + head.len() + 16;
+    let mut out = BytesMut::with_capacity(size);
+    // `{...head fields...,"items":[a,b,c]}`
+    out.put_slice(&head[..head.len().saturating_sub(1)]);
+    out.put_slice(b",\"items\":[");
+    for (i, o) in objects.iter().enumerate() {
+        if i > 0 {
+            out.put_u8(b',');
+        }
+        out.put_slice(&o.json);
+    }
+    out.put_slice(b"]}");
+    Ok(json_response(200, Bytes::from(out)))
+}
+
+/// LIST.
+pub(crate) async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let params = ListParams::parse(&ctx.query)?;
+    let filter = Filter::from_params(&params, &ctx.resource)?;
+    let prefix = ctx.prefix();
+    let cache = &ctx.server.cache;
+    if let Some(token) = &params.continue_token {
+        if !token.start.starts_with(&prefix) {
+            return Err(ApiError::bad_request(
+                "continue key is not valid: it is for another collection",
+            ));
+        }
+        return list_from_store(
+            ctx,
+            &prefix,
+            Some(token.start.clone()),
+            token.rev,
+            params.limit,
+            &filter,
+        )
+        .await;
+    }
+    if let Some(rev) = super::read::settle(cache, params.read_at()?).await? {
+        return list_from_store(ctx, &prefix, None, rev, params.limit, &filter).await;
+    }
+    let (objects, rev, more) = cache.list(&prefix, None, params.limit, |o| filter.matches(o));
+    let next = if more {
+        objects.last().map(|o| Continue {
+            rev,
+            start: format!("{}\0", o.key),
+        })
+    } else {
+        None
+    };
+    list_response(ctx, &objects, rev, next)
+}
+
+/// A page read from the store at an exact revision (continuations and `Exact` lists).
+async fn list_from_store(
+    ctx: &Ctx<'_>,
+    prefix: &str,
+    start: Option<String>,
+    rev: u64,
+    limit: usize,
+    filter: &Filter,
+) -> Result<Response<Body>, ApiError> {
+    let mut out = Vec::new();
+    let mut start = start;
+    let mut next = None;
+    loop {
+        let page = ctx
+            .server
+            .store
+            .range(RangeRequest { prefix: prefix.to_owned(), start: start.clone(), limit: limit.max(500), revision: Some(rev) })
+            .await
+            .map_err(|e| match e {
+                rudder_store::StoreError::Compacted { .. } => ApiError::gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                ),
+                e => ApiError::from(e),
+            })?;
+        let mut stopped_early = false;
+        for kv in &page.kvs {
+            let obj = CachedObject::decode(&kv.key, &kv.value, kv.mod_revision)
+                .map_err(ApiError::internal)?;
+            if !filter.matches(&obj) {
+                continue;
+            }
+            if limit != 0 && out.len() == limit {
+                next = Some(Continue {
+                    rev,
+                    start: kv.key.clone(),
+                });
+                stopped_early = true;
+                break;
+            }
+            out.push(Arc::new(obj));
+        }
+        if stopped_early {
+            break;
+        }
+        match page.continue_key() {
+            Some(k) => start = Some(k),
+            None => break,
+        }
+    }
+    list_response(ctx, &out, rev, next)
+}

@@ -1,0 +1,224 @@
+//! WATCH: a chunked stream of `{"type":…,"object":…}` lines from the watch cache, with
+//! bookmarks, initial events, selector transitions and upstream's 410 for expired history.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::Response;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+
+use super::Ctx;
+use crate::cache::{CacheEvent, EventType, TooOld, WatchCache};
+use crate::filter::Filter;
+use crate::http::{Body, streaming};
+use crate::params::ListParams;
+use crate::status::ApiError;
+
+/// How often an idle watch that allows bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(10);
+/// Chunks buffered per watch before the writer waits for the client.
+const CHUNKS: usize = 256;
+
+fn event_line(kind: &str, json: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(json.len() + 32);
+    b.put_slice(b"{\"type\":\"");
+    b.put_slice(kind.as_bytes());
+    b.put_slice(b"\",\"object\":");
+    b.put_slice(json);
+    b.put_slice(b"}\n");
+    b.freeze()
+}
+
+/// What a watcher sees of an event, given its filter: upstream turns objects entering or leaving
+/// the selection into ADDED and DELETED.
+fn visible(ev: &CacheEvent, filter: &Filter) -> Option<&'static str> {
+    let now = filter.matches(&ev.object);
+    let before = ev.prev.as_ref().is_some_and(|p| filter.matches(p));
+    match ev.kind {
+        EventType::Deleted => (before || now).then_some("DELETED"),
+        EventType::Added => now.then_some("ADDED"),
+        EventType::Modified => match (before, now) {
+            (true, true) => Some("MODIFIED"),
+            (false, true) => Some("ADDED"),
+            (true, false) => Some("DELETED"),
+            (false, false) => None,
+        },
+    }
+}
+
+/// WATCH.
+pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let params = ListParams::parse(&ctx.query)?;
+    let filter = Filter::from_params(&params, &ctx.resource)?;
+    let prefix = ctx.prefix();
+    let cache = ctx.server.cache.clone();
+    let after = match params.resource_version.as_deref() {
+        None | Some("0") => None,
+        Some(rv) => Some(
+            rv.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv:?}")))?,
+        ),
+    };
+    if let Some(rev) = after
+        && rev > cache.revision()
+        && !cache.wait_for(rev, Duration::from_secs(3)).await
+    {
+        return Err(ApiError::timeout(format!(
+            "Too large resource version: {rev}, current: {}",
+            cache.revision()
+        )));
+    }
+    let bookmark_kind = (ctx.resource.kind.clone(), ctx.resource.api_version());
+    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS);
+    let start = match cache.watch(&prefix, after) {
+        Ok(s) => s,
+        Err(TooOld::Expired { oldest }) => {
+            // Upstream answers 200 and sends the error as the stream's only event.
+            let status = ApiError::gone(format!(
+                "too old resource version: {} ({oldest})",
+                after.unwrap_or_default()
+            ))
+            .to_status();
+            let line = event_line("ERROR", &serde_json::to_vec(&status).unwrap_or_default());
+            let _ = tx.try_send(line);
+            drop(tx);
+            return Ok(watch_response(rx));
+        }
+    };
+    let timeout = params
+        .timeout_seconds
+        .map(Duration::from_secs)
+        .unwrap_or_else(|| Duration::from_secs(1800 + rand::random_range(0..1800)));
+    let send_initial_end = params.send_initial_events && params.allow_bookmarks;
+    let allow_bookmarks = params.allow_bookmarks;
+    tokio::spawn(async move {
+        let run = async {
+            let mut last = start.rev;
+            for obj in &start.initial {
+                if filter.matches(obj) && tx.send(event_line("ADDED", &obj.json)).await.is_err() {
+                    return;
+                }
+            }
+            if send_initial_end {
+                let line = bookmark(&bookmark_kind, start.rev, true);
+                if tx.send(line).await.is_err() {
+                    return;
+                }
+            }
+            for ev in &start.replay {
+                if let Some(kind) = visible(ev, &filter)
+                    && tx.send(event_line(kind, &ev.object.json)).await.is_err()
+                {
+                    return;
+                }
+            }
+            let sink = Sink {
+                tx: &tx,
+                filter: &filter,
+                prefix: &prefix,
+            };
+            follow(
+                &cache,
+                start.live,
+                &sink,
+                &mut last,
+                allow_bookmarks,
+                &bookmark_kind,
+            )
+            .await;
+        };
+        let _ = tokio::time::timeout(timeout, run).await;
+    });
+    Ok(watch_response(rx))
+}
+
+fn bookmark(kind: &(String, String), rev: u64, initial_end: bool) -> Bytes {
+    let mut meta = json!({"resourceVersion": rev.to_string()});
+    if initial_end {
+        meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    let obj = json!({"kind": kind.0, "apiVersion": kind.1, "metadata": meta});
+    event_line("BOOKMARK", &serde_json::to_vec(&obj).unwrap_or_default())
+}
+
+/// Where a watch's events go, and which of them.
+struct Sink<'a> {
+    tx: &'a mpsc::Sender<Bytes>,
+    filter: &'a Filter,
+    prefix: &'a str,
+}
+
+impl Sink<'_> {
+    /// Sends the event if this watch sees it. Returns false when the client is gone.
+    async fn offer(&self, ev: &CacheEvent) -> bool {
+        if !ev.object.key.starts_with(self.prefix) {
+            return true;
+        }
+        match visible(ev, self.filter) {
+            Some(kind) => self
+                .tx
+                .send(event_line(kind, &ev.object.json))
+                .await
+                .is_ok(),
+            None => true,
+        }
+    }
+}
+
+async fn follow(
+    cache: &Arc<WatchCache>,
+    mut live: broadcast::Receiver<Arc<CacheEvent>>,
+    sink: &Sink<'_>,
+    last: &mut u64,
+    allow_bookmarks: bool,
+    kind: &(String, String),
+) {
+    loop {
+        let received = tokio::select! {
+            r = live.recv() => Some(r),
+            () = tokio::time::sleep(BOOKMARK_EVERY), if allow_bookmarks => None,
+            () = sink.tx.closed() => return,
+        };
+        match received {
+            Some(Ok(ev)) => {
+                *last = (*last).max(ev.rev);
+                if !sink.offer(&ev).await {
+                    return;
+                }
+            }
+            // Too slow, or the cache was rebuilt: end the watch; the client resumes from the
+            // last resourceVersion it saw.
+            Some(Err(_)) => return,
+            None => {
+                // Every event up to the cache's revision is either queued in `live` or sent.
+                let rev = cache.revision();
+                loop {
+                    match live.try_recv() {
+                        Ok(ev) => {
+                            *last = (*last).max(ev.rev);
+                            if !sink.offer(&ev).await {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::TryRecvError::Empty) => break,
+                        Err(_) => return,
+                    }
+                }
+                *last = (*last).max(rev);
+                if sink.tx.send(bookmark(kind, *last, false)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn watch_response(rx: mpsc::Receiver<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .body(streaming(rx))
+        .unwrap_or_else(|_| Response::new(crate::http::full(Bytes::new())))
+}

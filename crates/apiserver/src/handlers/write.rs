@@ -1,0 +1,432 @@
+//! CREATE, UPDATE (PUT) and PATCH, including the `status`, `scale` and `binding` subresources.
+//! Every update is an optimistic-concurrency loop over the store, as kube-apiserver's
+//! GuaranteedUpdate: read, compute, compare-and-swap on the revision read, retry on a race.
+
+use bytes::Bytes;
+use hyper::Response;
+use rudder_store::{DeleteOutcome, WriteOutcome};
+use serde_json::{Value, json};
+
+use super::list::object_response;
+use super::{Ctx, decode_body};
+use crate::cache::CachedObject;
+use crate::http::{Body, json_response};
+use crate::keys;
+use crate::objects::{self, Precondition};
+use crate::params::{FieldValidation, dry_run};
+use crate::status::ApiError;
+use crate::validate;
+
+const CONFLICT_MSG: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
+fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let v = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(h) = http::HeaderValue::from_str(&v) {
+            resp.headers_mut().append("warning", h);
+        }
+    }
+    resp
+}
+
+/// Fails unless the namespace exists and is not being deleted.
+async fn check_namespace_open(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
+    let key = keys::object_key("", "namespaces", None, ns);
+    let got = ctx.server.store.get(&key, None).await?;
+    let Some(kv) = got.kv else {
+        return Err(ApiError::not_found("", "namespaces", ns));
+    };
+    let value: Value =
+        serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
+    if objects::is_deleting(&value) {
+        return Err(ApiError::forbidden(format!(
+            "unable to create new content in namespace {ns} because it is being terminated"
+        )));
+    }
+    Ok(())
+}
+
+/// CREATE.
+pub(crate) async fn create(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let mut obj = decode_body(&ctx.req)?;
+    let validation = FieldValidation::parse(&ctx.query)?;
+    let dry = dry_run(&ctx.query)?;
+    let kind = ctx.resource.kind_ref();
+    objects::check_type(&mut obj, &kind)?;
+    objects::check_namespace(&mut obj, &kind, ctx.target.namespace.as_deref())?;
+    if let Some(ns) = ctx.target.namespace.as_deref() {
+        check_namespace_open(&ctx, ns).await?;
+    }
+    let name = objects::prepare_create(&mut obj, &kind)?;
+    crate::defaults::apply(&ctx.resource, &mut obj);
+    let warnings = validate::check(&ctx.resource, &obj, validation, &name)?;
+    let key = keys::object_key(
+        &ctx.resource.group,
+        &ctx.resource.plural,
+        ctx.target.namespace.as_deref(),
+        &name,
+    );
+    if dry {
+        let shown = CachedObject::from_value(&key, &mut obj, ctx.server.cache.revision());
+        return Ok(with_warnings(
+            object_response(&ctx, 201, &shown)?,
+            &warnings,
+        ));
+    }
+    let stored = objects::to_stored(&obj)?;
+    match ctx.server.store.create(&key, Bytes::from(stored)).await? {
+        WriteOutcome::Written(kv) => {
+            let shown = CachedObject::from_value(&key, &mut obj, kv.mod_revision);
+            Ok(with_warnings(
+                object_response(&ctx, 201, &shown)?,
+                &warnings,
+            ))
+        }
+        WriteOutcome::AlreadyExists(_) => Err(ApiError::already_exists(
+            &ctx.resource.group,
+            &ctx.resource.plural,
+            &name,
+        )),
+        WriteOutcome::Conflict(_) => Err(ApiError::internal("create reported a conflict")),
+    }
+}
+
+/// What an update computes from the current object.
+type Mutation<'m> = dyn FnMut(&Value) -> Result<Value, ApiError> + Send + 'm;
+
+/// The result of a guaranteed update.
+struct Updated {
+    object: CachedObject,
+    warnings: Vec<String>,
+}
+
+/// Reads, mutates and compare-and-swaps until it wins or fails for a reason other than a race.
+async fn guaranteed_update(
+    ctx: &Ctx<'_>,
+    subresource: Option<&str>,
+    mutate: &mut Mutation<'_>,
+) -> Result<Updated, ApiError> {
+    let key = ctx.key()?;
+    let validation = FieldValidation::parse(&ctx.query)?;
+    let dry = dry_run(&ctx.query)?;
+    let kind = ctx.resource.kind_ref();
+    for _attempt in 0..64 {
+        let got = ctx.server.store.get(&key, None).await?;
+        let kv = got.kv.ok_or_else(|| ctx.not_found())?;
+        let current =
+            CachedObject::decode(&key, &kv.value, kv.mod_revision).map_err(ApiError::internal)?;
+        let current = current.value().map_err(ApiError::internal)?;
+        let mut new = mutate(&current)?;
+        objects::check_type(&mut new, &kind)?;
+        let body_name = objects::meta_str(&new, "name");
+        if !body_name.is_empty() && body_name != ctx.name() {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({})",
+                ctx.name()
+            )));
+        }
+        objects::check_namespace(&mut new, &kind, ctx.target.namespace.as_deref())?;
+        let pre = objects::precondition(&new, kv.mod_revision)?;
+        if pre == Precondition::Stale {
+            return Err(ApiError::conflict(
+                &ctx.resource.group,
+                &ctx.resource.plural,
+                ctx.name(),
+                CONFLICT_MSG,
+            ));
+        }
+        objects::prepare_update(&mut new, &current, &kind, subresource)?;
+        crate::defaults::apply(&ctx.resource, &mut new);
+        let warnings = validate::check(&ctx.resource, &new, validation, ctx.name())?;
+        let mut unchanged = current.clone();
+        if let Some(m) = unchanged.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        if unchanged == new {
+            // A no-op update writes nothing and keeps the resourceVersion, as upstream.
+            let object = CachedObject::decode(&key, &kv.value, kv.mod_revision)
+                .map_err(ApiError::internal)?;
+            return Ok(Updated { object, warnings });
+        }
+        // The last finalizer of an object being deleted is gone: the deletion completes.
+        let finish_delete = objects::is_deleting(&new) && objects::finalizers(&new).is_empty();
+        if dry {
+            let object = CachedObject::from_value(&key, &mut new, kv.mod_revision);
+            return Ok(Updated { object, warnings });
+        }
+        if finish_delete {
+            match ctx.server.store.delete(&key, Some(kv.mod_revision)).await? {
+                DeleteOutcome::Deleted { revision, .. } => {
+                    let object = CachedObject::from_value(&key, &mut new, revision);
+                    return Ok(Updated { object, warnings });
+                }
+                DeleteOutcome::NotFound => return Err(ctx.not_found()),
+                DeleteOutcome::Conflict(_) if pre == Precondition::Matches => {
+                    return Err(ApiError::conflict(
+                        &ctx.resource.group,
+                        &ctx.resource.plural,
+                        ctx.name(),
+                        CONFLICT_MSG,
+                    ));
+                }
+                DeleteOutcome::Conflict(_) => continue,
+            }
+        }
+        let stored = objects::to_stored(&new)?;
+        match ctx
+            .server
+            .store
+            .update(&key, Bytes::from(stored), kv.mod_revision)
+            .await?
+        {
+            WriteOutcome::Written(w) => {
+                let object = CachedObject::from_value(&key, &mut new, w.mod_revision);
+                return Ok(Updated { object, warnings });
+            }
+            WriteOutcome::Conflict(None) => return Err(ctx.not_found()),
+            WriteOutcome::Conflict(Some(_)) if pre == Precondition::Matches => {
+                return Err(ApiError::conflict(
+                    &ctx.resource.group,
+                    &ctx.resource.plural,
+                    ctx.name(),
+                    CONFLICT_MSG,
+                ));
+            }
+            WriteOutcome::Conflict(Some(_)) | WriteOutcome::AlreadyExists(_) => continue,
+        }
+    }
+    Err(ApiError::conflict(
+        &ctx.resource.group,
+        &ctx.resource.plural,
+        ctx.name(),
+        "too many concurrent updates; try again",
+    ))
+}
+
+/// PUT on an object or its status.
+pub(crate) async fn update(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let body = decode_body(&ctx.req)?;
+    let sub = ctx.target.subresource.clone();
+    let mut mutate = |_: &Value| Ok(body.clone());
+    let done = guaranteed_update(&ctx, sub.as_deref(), &mut mutate).await?;
+    Ok(with_warnings(
+        object_response(&ctx, 200, &done.object)?,
+        &done.warnings,
+    ))
+}
+
+/// The patch formats Kubernetes accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+fn patch_type(ctx: &Ctx<'_>) -> Result<PatchType, ApiError> {
+    let ct = crate::server::header(&ctx.req, "content-type").to_ascii_lowercase();
+    match ct.split(';').next().unwrap_or("").trim() {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" if !ctx.resource.custom => {
+            Ok(PatchType::Strategic)
+        }
+        "application/apply-patch+yaml" | "application/apply-patch+cbor" => Ok(PatchType::Apply),
+        other => Err(ApiError::unsupported_media_type(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml{} (got {other:?})",
+            if ctx.resource.custom {
+                ""
+            } else {
+                ", application/strategic-merge-patch+json"
+            }
+        ))),
+    }
+}
+
+/// Applies a patch document to `current`.
+fn apply_patch(
+    ctx: &Ctx<'_>,
+    kind: PatchType,
+    patch: &Value,
+    current: &Value,
+) -> Result<Value, ApiError> {
+    let r = &ctx.resource;
+    match kind {
+        PatchType::Json => crate::patch::json_patch(current, patch),
+        PatchType::Merge => Ok(crate::patch::merge_patch(current, patch)),
+        PatchType::Strategic | PatchType::Apply => {
+            crate::patch::strategic(current, patch, &r.group, &r.version, &r.kind)
+        }
+    }
+}
+
+/// PATCH on an object or its status.
+pub(crate) async fn patch(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let kind = patch_type(&ctx)?;
+    let patch = decode_body(&ctx.req)?;
+    if kind == PatchType::Apply && ctx.query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        ));
+    }
+    let sub = ctx.target.subresource.clone();
+    let mut mutate = |current: &Value| apply_patch(&ctx, kind, &patch, current);
+    match guaranteed_update(&ctx, sub.as_deref(), &mut mutate).await {
+        Ok(done) => Ok(with_warnings(
+            object_response(&ctx, 200, &done.object)?,
+            &done.warnings,
+        )),
+        // Server-side apply creates what does not exist yet.
+        Err(e) if e.code == 404 && kind == PatchType::Apply && sub.is_none() => {
+            apply_create(ctx, patch).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn apply_create(ctx: Ctx<'_>, mut obj: Value) -> Result<Response<Body>, ApiError> {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("name".into(), json!(ctx.name()));
+    }
+    let body = serde_json::to_vec(&obj).unwrap_or_default();
+    let mut req_parts = ctx.req.parts.clone();
+    req_parts.headers.insert(
+        "content-type",
+        http::HeaderValue::from_static("application/json"),
+    );
+    let req = crate::http::ApiRequest {
+        parts: req_parts,
+        body: Bytes::from(body),
+        peer: ctx.req.peer.clone(),
+    };
+    let ctx = Ctx { req, ..ctx };
+    create(ctx).await
+}
+
+/// POST `pods/{name}/binding`: the scheduler's way of assigning a node.
+pub(crate) async fn bind(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let binding = decode_body(&ctx.req)?;
+    let node = binding
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            ctx.name(),
+            vec![crate::status::Cause {
+                reason: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "target.name".into(),
+            }],
+        ));
+    }
+    let name = ctx.name().to_owned();
+    let mut mutate = |current: &Value| {
+        let assigned = current
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !assigned.is_empty() {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                &name,
+                &format!("pod {name} is already assigned to node \"{assigned}\""),
+            ));
+        }
+        if objects::is_deleting(current) {
+            return Err(ApiError::conflict(
+                "",
+                "pods",
+                &name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        let mut new = current.clone();
+        new["spec"]["nodeName"] = json!(node);
+        let now = objects::now_rfc3339();
+        let conditions = new["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut conditions: Vec<Value> = conditions
+            .into_iter()
+            .filter(|c| c["type"] != "PodScheduled")
+            .collect();
+        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
+        new["status"]["conditions"] = Value::Array(conditions);
+        Ok(new)
+    };
+    // The binding writes spec and status together: it is its own subresource.
+    guaranteed_update(&ctx, Some("binding"), &mut mutate).await?;
+    Ok(json_response(
+        201,
+        serde_json::to_vec(&crate::status::success(None)).unwrap_or_default(),
+    ))
+}
+
+fn replicas_from_scale(scale: &Value) -> Result<i64, ApiError> {
+    scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .filter(|r| *r >= 0)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                "",
+                vec![crate::status::Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: "Invalid value: must be greater than or equal to 0".into(),
+                    field: "spec.replicas".into(),
+                }],
+            )
+        })
+}
+
+async fn scale_with(
+    ctx: Ctx<'_>,
+    mut to_scale: impl FnMut(&Value) -> Result<Value, ApiError> + Send,
+) -> Result<Response<Body>, ApiError> {
+    let mut mutate = |current: &Value| {
+        let view = super::read::scale_of(current);
+        let wanted = to_scale(&view)?;
+        let rv = objects::meta_str(&wanted, "resourceVersion");
+        let mut new = current.clone();
+        if !rv.is_empty() {
+            new["metadata"]["resourceVersion"] = json!(rv);
+        }
+        new["spec"]["replicas"] = json!(replicas_from_scale(&wanted)?);
+        Ok(new)
+    };
+    let done = guaranteed_update(&ctx, None, &mut mutate).await?;
+    let value = done.object.value().map_err(ApiError::internal)?;
+    Ok(json_response(
+        200,
+        serde_json::to_vec(&super::read::scale_of(&value)).unwrap_or_default(),
+    ))
+}
+
+/// PUT of the `scale` subresource.
+pub(crate) async fn update_scale(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let body = decode_body(&ctx.req)?;
+    scale_with(ctx, move |_| Ok(body.clone())).await
+}
+
+/// PATCH of the `scale` subresource: the patch applies to the Scale view.
+pub(crate) async fn patch_scale(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let kind = patch_type(&ctx)?;
+    let patch = decode_body(&ctx.req)?;
+    let apply = move |view: &Value| match kind {
+        PatchType::Json => crate::patch::json_patch(view, &patch),
+        PatchType::Merge | PatchType::Strategic | PatchType::Apply => {
+            Ok(crate::patch::merge_patch(view, &patch))
+        }
+    };
+    scale_with(ctx, apply).await
+}

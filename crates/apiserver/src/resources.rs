@@ -1,0 +1,208 @@
+//! The resources the server serves: the built-in table (from `rudder-api`) plus custom resources
+//! from CustomResourceDefinitions, looked up per request.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use serde_json::Value;
+
+/// Everything the generic handlers need to know about one resource.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resource {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+    pub categories: Vec<String>,
+    pub verbs: Vec<String>,
+    /// Subresource names (`status`, `scale`, ...).
+    pub subresources: Vec<String>,
+    /// OpenAPI v3 schema of a custom resource, used for validation and pruning.
+    pub schema: Option<Value>,
+    /// Whether this is a custom resource (stored and served without a typed check).
+    pub custom: bool,
+}
+
+impl Resource {
+    /// `apiVersion` of the objects.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// Whether the resource has the subresource.
+    pub fn has_sub(&self, sub: &str) -> bool {
+        self.subresources.iter().any(|s| s == sub)
+    }
+
+    /// Whether the verb is allowed on the main resource.
+    pub fn allows(&self, verb: &str) -> bool {
+        self.verbs.iter().any(|v| v == verb)
+    }
+
+    /// The metadata rules' view of this resource.
+    pub fn kind_ref(&self) -> crate::objects::Kind<'_> {
+        crate::objects::Kind {
+            group: &self.group,
+            version: &self.version,
+            kind: &self.kind,
+            resource: &self.plural,
+            namespaced: self.namespaced,
+            has_status: self.has_sub("status"),
+        }
+    }
+}
+
+/// Resources by `(group, version, plural)`.
+#[derive(Default)]
+pub struct Resources {
+    builtin: BTreeMap<(String, String, String), Arc<Resource>>,
+    custom: RwLock<BTreeMap<(String, String, String), Arc<Resource>>>,
+}
+
+impl Resources {
+    /// The built-in resources.
+    pub fn builtin(list: Vec<Resource>) -> Self {
+        let builtin = list
+            .into_iter()
+            .map(|r| {
+                (
+                    (r.group.clone(), r.version.clone(), r.plural.clone()),
+                    Arc::new(r),
+                )
+            })
+            .collect();
+        Self {
+            builtin,
+            custom: RwLock::default(),
+        }
+    }
+
+    /// Looks a resource up.
+    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<Arc<Resource>> {
+        let key = (group.to_owned(), version.to_owned(), plural.to_owned());
+        if let Some(r) = self.builtin.get(&key) {
+            return Some(r.clone());
+        }
+        self.custom
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()
+    }
+
+    /// Every resource, built-in first.
+    pub fn all(&self) -> Vec<Arc<Resource>> {
+        let mut out: Vec<_> = self.builtin.values().cloned().collect();
+        out.extend(
+            self.custom
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned(),
+        );
+        out
+    }
+
+    /// Replaces the set of custom resources (from the current CRDs).
+    pub fn set_custom(&self, list: Vec<Resource>) {
+        let map = list
+            .into_iter()
+            .filter(|r| {
+                !self
+                    .builtin
+                    .contains_key(&(r.group.clone(), r.version.clone(), r.plural.clone()))
+            })
+            .map(|r| {
+                (
+                    (r.group.clone(), r.version.clone(), r.plural.clone()),
+                    Arc::new(r),
+                )
+            })
+            .collect();
+        *self.custom.write().unwrap_or_else(|p| p.into_inner()) = map;
+    }
+
+    /// Groups with their versions, core group first, in a stable order.
+    pub fn groups(&self) -> Vec<(String, Vec<String>)> {
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for r in self.all() {
+            let versions = groups.entry(r.group.clone()).or_default();
+            if !versions.contains(&r.version) {
+                versions.push(r.version.clone());
+            }
+        }
+        let mut out: Vec<(String, Vec<String>)> = groups.into_iter().collect();
+        for (_, versions) in &mut out {
+            versions.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
+        }
+        out
+    }
+}
+
+/// The built-in resources, from the `rudder-api` table.
+pub fn builtin() -> Vec<Resource> {
+    rudder_api::resources()
+        .iter()
+        .map(|r| Resource {
+            group: r.group.to_owned(),
+            version: r.version.to_owned(),
+            kind: r.kind.to_owned(),
+            plural: r.plural.to_owned(),
+            singular: r.singular.to_owned(),
+            namespaced: r.namespaced,
+            short_names: r.short_names.iter().map(|s| (*s).to_owned()).collect(),
+            categories: r.categories.iter().map(|s| (*s).to_owned()).collect(),
+            verbs: r.verbs.iter().map(|v| v.as_str().to_owned()).collect(),
+            subresources: r.subresources.iter().map(|s| s.name.to_owned()).collect(),
+            schema: None,
+            custom: false,
+        })
+        .collect()
+}
+
+/// Kubernetes' version ordering: GA > beta > alpha, higher numbers first.
+pub fn version_priority(v: &str) -> (u8, u32, u32) {
+    let Some(rest) = v.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    let major: u32 = digits.parse().unwrap_or(0);
+    let tail = &rest[digits.len()..];
+    if tail.is_empty() {
+        return (3, major, 0);
+    }
+    let (level, num) = if let Some(n) = tail.strip_prefix("beta") {
+        (2, n)
+    } else if let Some(n) = tail.strip_prefix("alpha") {
+        (1, n)
+    } else {
+        return (0, 0, 0);
+    };
+    (level, major, num.parse().unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_order_table() {
+        let mut v = vec![
+            "v1beta1", "v1", "v2alpha1", "v1alpha1", "v2", "v1beta2", "foo",
+        ];
+        v.sort_by_key(|x| std::cmp::Reverse(version_priority(x)));
+        assert_eq!(
+            v,
+            [
+                "v2", "v1", "v1beta2", "v1beta1", "v2alpha1", "v1alpha1", "foo"
+            ]
+        );
+    }
+}

@@ -1,0 +1,164 @@
+//! The API server proper: authentication gate, routing of every request to discovery, OpenAPI,
+//! health or the generic resource handlers.
+
+use std::sync::Arc;
+
+use hyper::Response;
+use rudder_store::Store;
+use serde_json::{Value, json};
+
+use crate::cache::WatchCache;
+use crate::discovery;
+use crate::http::{ApiRequest, Body, Handler, error_response, json_response};
+use crate::request_info::{self, PathError, Target};
+use crate::resources::Resources;
+use crate::status::ApiError;
+
+/// Kubernetes version the API corresponds to (the k8s-openapi types it serves).
+pub const KUBE_MAJOR: &str = "1";
+/// Minor version reported by `/version`.
+pub const KUBE_MINOR: &str = "34";
+
+/// Shared state of the API server.
+pub struct ApiServer {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) cache: Arc<WatchCache>,
+    pub(crate) resources: Arc<Resources>,
+    pub(crate) server_address: String,
+}
+
+impl ApiServer {
+    /// Builds the server over a store and its watch cache.
+    pub fn new(
+        store: Arc<dyn Store>,
+        cache: Arc<WatchCache>,
+        resources: Arc<Resources>,
+        server_address: String,
+    ) -> Self {
+        Self {
+            store,
+            cache,
+            resources,
+            server_address,
+        }
+    }
+
+    async fn route(&self, req: ApiRequest) -> Result<Response<Body>, ApiError> {
+        let path = req.parts.uri.path().to_owned();
+        let query = request_info::parse_query(req.parts.uri.query());
+        let public = matches!(
+            path.as_str(),
+            "/healthz" | "/readyz" | "/livez" | "/version"
+        ) || path.starts_with("/healthz/")
+            || path.starts_with("/readyz/")
+            || path.starts_with("/livez/");
+        // Authentication: a client certificate verified against the cluster CA (the TLS layer
+        // verified it). Tokens and anonymous access policy come with RBAC.
+        if !public && req.peer.client_cert.is_none() {
+            return Err(ApiError::unauthorized());
+        }
+        let method = req.parts.method.as_str().to_owned();
+        let accept = header(&req, "accept").to_owned();
+        let target = request_info::parse(&method, &path, &query).map_err(|e| match e {
+            PathError::NotFound => ApiError::path_not_found(),
+            PathError::MethodNotAllowed => ApiError::method_not_allowed(e.to_string()),
+        })?;
+        match target {
+            Target::NonResource(p) => self.non_resource(&p, &method).await,
+            Target::ApiVersions => Ok(match discovery::aggregated_version(&accept) {
+                Some(v) => aggregated_response(discovery::aggregated(&self.resources, true, v), v),
+                None => json_ok(&discovery::api_versions(&self.server_address)),
+            }),
+            Target::ApiGroups => Ok(match discovery::aggregated_version(&accept) {
+                Some(v) => aggregated_response(discovery::aggregated(&self.resources, false, v), v),
+                None => json_ok(&discovery::api_groups(&self.resources)),
+            }),
+            Target::ApiGroup(g) => discovery::api_group(&self.resources, &g)
+                .map(|d| json_ok(&d))
+                .ok_or_else(ApiError::path_not_found),
+            Target::ApiResources { group, version } => {
+                discovery::api_resources(&self.resources, &group, &version)
+                    .map(|d| json_ok(&d))
+                    .ok_or_else(ApiError::path_not_found)
+            }
+            Target::Resource(r) => crate::handlers::resource(self, req, r, query).await,
+        }
+    }
+
+    async fn non_resource(&self, path: &str, method: &str) -> Result<Response<Body>, ApiError> {
+        if method != "GET" && method != "HEAD" {
+            return Err(ApiError::method_not_allowed("only GET is allowed here"));
+        }
+        match path {
+            "/version" => Ok(json_ok(&version())),
+            "/healthz" | "/livez" | "/readyz" => {
+                self.store.current_revision().await?;
+                Ok(Response::builder()
+                    .status(200)
+                    .header("content-type", "text/plain; charset=utf-8")
+                    .body(crate::http::full("ok"))
+                    .unwrap_or_else(|_| Response::new(crate::http::full("ok"))))
+            }
+            "/openapi/v3" => Ok(json_ok(&crate::openapi::index(&self.resources))),
+            p if p.starts_with("/openapi/v3/") => {
+                let gv = p.trim_start_matches("/openapi/v3/");
+                crate::openapi::document(&self.resources, gv)
+                    .map(|d| json_ok(&d))
+                    .ok_or_else(ApiError::path_not_found)
+            }
+            _ => Err(ApiError::path_not_found()),
+        }
+    }
+}
+
+impl Handler for ApiServer {
+    async fn handle(&self, req: ApiRequest) -> Response<Body> {
+        let method = req.parts.method.clone();
+        let uri = req.parts.uri.clone();
+        let started = std::time::Instant::now();
+        let resp = match self.route(req).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+        tracing::debug!(%method, %uri, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
+        resp
+    }
+}
+
+/// A request header as a string, or "".
+pub(crate) fn header<'a>(req: &'a ApiRequest, name: &str) -> &'a str {
+    req.parts
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// 200 with a JSON document.
+pub(crate) fn json_ok(v: &Value) -> Response<Body> {
+    json_response(200, serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn aggregated_response(doc: Value, version: &str) -> Response<Body> {
+    let mut resp = json_ok(&doc);
+    let ct = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+    if let Ok(v) = http::HeaderValue::from_str(&ct) {
+        resp.headers_mut().insert("content-type", v);
+    }
+    resp
+}
+
+/// The `/version` document.
+pub fn version() -> Value {
+    json!({
+        "major": KUBE_MAJOR,
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v{KUBE_MAJOR}.{KUBE_MINOR}.0-rudder.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "rustc",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}

@@ -1,0 +1,149 @@
+//! `rudder server`: data directory, certificates, store, API server, kubeconfig; clean shutdown
+//! on SIGTERM or Ctrl-C.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use rudder_store::Store;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// The embedded store in the data directory (one machine, no set-up).
+    Embedded,
+    /// An etcd v3 cluster (several servers).
+    Etcd,
+}
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Directory for the store, certificates and kubeconfig.
+    #[arg(long, default_value = ".rudder", env = "RUDDER_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address to bind the API server to.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// HTTPS port of the API server.
+    #[arg(long, default_value_t = 6443)]
+    pub port: u16,
+    /// Which store to keep cluster state in.
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub store: StoreKind,
+    /// etcd client URLs, comma-separated (with `--store etcd`).
+    #[arg(long, value_delimiter = ',')]
+    pub etcd_endpoints: Vec<String>,
+    /// Extra names or IPs for the serving certificate.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_san: Vec<String>,
+    /// Seconds between compactions of store history.
+    #[arg(long, default_value_t = 300)]
+    pub compaction_interval: u64,
+}
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    let data_dir = args.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", data_dir.display()))?;
+    tracing::info!(dir = %data_dir.display(), "[1/5] data directory ready");
+
+    let pki_opts = rudder_pki::PkiOptions {
+        extra_sans: args.tls_san.clone(),
+        ..Default::default()
+    };
+    let pki = rudder_pki::Pki::load_or_create(&data_dir.join("pki"), &pki_opts)
+        .context("certificates")?;
+    tracing::info!("[2/5] certificates ready");
+
+    let store: Arc<dyn Store> = match args.store {
+        StoreKind::Embedded => Arc::new(
+            rudder_store_embedded::EmbeddedStore::open(data_dir.join("store/state.redb"))
+                .context("opening the embedded store")?,
+        ),
+        StoreKind::Etcd => {
+            anyhow::ensure!(
+                !args.etcd_endpoints.is_empty(),
+                "--store etcd needs --etcd-endpoints"
+            );
+            Arc::new(
+                rudder_store_etcd::EtcdStore::connect(
+                    &args.etcd_endpoints,
+                    rudder_store_etcd::EtcdOptions::default(),
+                )
+                .await
+                .context("connecting to etcd")?,
+            )
+        }
+    };
+    let revision = store
+        .current_revision()
+        .await
+        .context("reading the store")?;
+    tracing::info!(store = ?args.store, revision, "[3/5] store open");
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let config = rudder_apiserver::Config {
+        listen: SocketAddr::new(args.bind_address, args.port),
+        advertise: format!("{}:{}", advertised_host(args.bind_address), args.port),
+        tls: pki.server_config().context("TLS configuration")?,
+        compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
+    };
+    let running = rudder_apiserver::start(store, config, async {
+        let _ = stop_rx.await;
+    })
+    .await
+    .context("starting the API server")?;
+    tracing::info!(addr = %running.addr, "[4/5] API server serving");
+
+    let kubeconfig = data_dir.join("kubeconfig");
+    let url = format!(
+        "https://{}:{}",
+        advertised_host(args.bind_address),
+        running.addr.port()
+    );
+    rudder_pki::kubeconfig::write(&kubeconfig, &url, &pki, "rudder-admin", "rudder")
+        .context("writing the kubeconfig")?;
+    tracing::info!(path = %kubeconfig.display(), "[5/5] kubeconfig written");
+    println!(
+        "rudder is running. export KUBECONFIG={}",
+        kubeconfig.display()
+    );
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), running.done).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn advertised_host(bind: IpAddr) -> String {
+    if bind.is_unspecified() || bind.is_loopback() {
+        "127.0.0.1".to_owned()
+    } else {
+        match bind {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Test harness: starts the real `rudder server` binary on a free port in a temp data dir and
+//! runs real kubectl binaries against it. Everything started is stopped by PID on drop.
+
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// kubectl versions every e2e test runs with: the oldest and the newest supported, and the
+/// machine's default.
+pub const KUBECTLS: &[&str] = &[
+    "/usr/lib/google-cloud-sdk/bin/kubectl.1.29",
+    "/usr/bin/kubectl",
+    "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
+];
+
+/// A running `rudder server`.
+pub struct Server {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+impl Server {
+    /// Starts a server in a new data dir.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = Server {
+            child: None,
+            dir,
+            port: free_port(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
+            .args([
+                "server",
+                "--bind-address",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .env("RUDDER_LOG", "info,rudder_apiserver=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rudder server");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir().join("kubeconfig")
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("rudder server exited with {status}:\n{}", self.log());
+            }
+            if self.kubeconfig().exists() {
+                let out = kubectl_raw(
+                    "/usr/bin/kubectl",
+                    &self.kubeconfig(),
+                    &["get", "--raw", "/readyz"],
+                    None,
+                );
+                if out.status.success() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not ready after 60s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server with SIGTERM (SIGKILL if it does not exit in 15 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "server did not stop on SIGTERM within 15 s:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Kills the server with SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Runs kubectl and returns its output.
+    pub fn kubectl(&self, kubectl: &str, args: &[&str]) -> Output {
+        kubectl_raw(kubectl, &self.kubeconfig(), args, None)
+    }
+
+    /// Runs kubectl with `stdin`, expecting success; returns stdout.
+    pub fn kubectl_in(&self, kubectl: &str, args: &[&str], stdin: &str) -> String {
+        let out = kubectl_raw(kubectl, &self.kubeconfig(), args, Some(stdin));
+        self.ok(kubectl, args, out)
+    }
+
+    /// Creates an object from a manifest through `kubectl create -f -` (JSON on the wire for every
+    /// kubectl version; the imperative `kubectl create <kind>` generators of kubectl >= 1.32 send
+    /// protobuf).
+    pub fn create(&self, kubectl: &str, ns: Option<&str>, manifest: &str) -> String {
+        let mut args = vec!["create", "-f", "-"];
+        if let Some(ns) = ns {
+            args.extend(["-n", ns]);
+        }
+        self.kubectl_in(kubectl, &args, manifest)
+    }
+
+    /// Creates a namespace.
+    pub fn namespace(&self, kubectl: &str, name: &str) {
+        self.create(
+            kubectl,
+            None,
+            &format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{name}"}}}}"#),
+        );
+    }
+
+    /// Creates a ConfigMap with one key.
+    pub fn configmap(&self, kubectl: &str, ns: &str, name: &str, key: &str, value: &str) {
+        self.create(kubectl, Some(ns), &format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"data":{{"{key}":"{value}"}}}}"#));
+    }
+
+    /// Runs kubectl expecting success; returns stdout.
+    pub fn ok_kubectl(&self, kubectl: &str, args: &[&str]) -> String {
+        let out = self.kubectl(kubectl, args);
+        self.ok(kubectl, args, out)
+    }
+
+    fn ok(&self, kubectl: &str, args: &[&str], out: Output) -> String {
+        if !out.status.success() {
+            panic!(
+                "{kubectl} {args:?} failed ({}):\nstdout: {}\nstderr: {}\nserver log tail:\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                tail(&self.log(), 40)
+            );
+        }
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs kubectl expecting failure; returns stderr.
+    pub fn fail_kubectl(&self, kubectl: &str, args: &[&str], stdin: Option<&str>) -> String {
+        let out = kubectl_raw(kubectl, &self.kubeconfig(), args, stdin);
+        assert!(
+            !out.status.success(),
+            "{kubectl} {args:?} unexpectedly succeeded: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// GET of a raw path, parsed as JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let out = self.ok_kubectl("/usr/bin/kubectl", &["get", "--raw", path]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {out}"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs a kubectl binary with a kubeconfig.
+pub fn kubectl_raw(kubectl: &str, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(kubectl);
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", kubeconfig.parent().unwrap_or(Path::new("/tmp")))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {kubectl}: {e} (is kubectl installed?)"));
+    if let Some(input) = stdin
+        && let Some(mut pipe) = child.stdin.take()
+    {
+        pipe.write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+/// Parses kubectl JSON output.
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
