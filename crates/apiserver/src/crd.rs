@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rudder_printers::Printer;
 use rudder_store::Store;
 use serde_json::{Value, json};
 
@@ -67,9 +68,20 @@ pub fn resources_of(crd: &Value) -> Vec<Resource> {
             subresources,
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             custom: true,
+            printer: printer_of(spec, v),
         });
     }
     out
+}
+
+/// The printer of a served version: its `additionalPrinterColumns`, or the CRD-wide list an
+/// old `v1beta1` definition carries.
+fn printer_of(spec: &Value, version: &Value) -> Printer {
+    let columns = version
+        .get("additionalPrinterColumns")
+        .or_else(|| spec.get("additionalPrinterColumns"))
+        .filter(|c| !c.is_null());
+    Printer::for_custom_resource(columns)
 }
 
 fn is_established(crd: &Value) -> bool {
@@ -165,7 +177,9 @@ mod tests {
                 "names": {"kind": "Widget", "plural": "widgets", "shortNames": ["wg"]},
                 "versions": [
                     {"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
-                     "schema": {"openAPIV3Schema": {"type": "object"}}},
+                     "schema": {"openAPIV3Schema": {"type": "object"}},
+                     "additionalPrinterColumns": [
+                        {"name": "Size", "type": "integer", "jsonPath": ".spec.size"}]},
                     {"name": "v1beta1", "served": false, "storage": false},
                 ],
             }
@@ -184,6 +198,12 @@ mod tests {
         );
         assert!(r.namespaced && r.custom && r.has_sub("status") && !r.has_sub("scale"));
         assert_eq!(r.short_names, ["wg"]);
+        let headers: Vec<String> = r.printer.columns().into_iter().map(|c| c.name).collect();
+        assert_eq!(headers, ["Name", "Size"]);
+        let row = r
+            .printer
+            .row(&json!({"metadata": {"name": "w"}, "spec": {"size": 4}}), 0);
+        assert_eq!(row.cells, [json!("w"), json!(4)]);
         assert!(resources_of(&json!({"spec": {}})).is_empty());
     }
 }

@@ -23,6 +23,18 @@ fn default(map: &mut Map<String, Value>, field: &str, value: Value) {
     }
 }
 
+/// Defaults a field that is a plain (non-pointer) value upstream, where zero means unset; such
+/// fields arrive as explicit zeros in protobuf bodies.
+fn default_unless_nonzero(map: &mut Map<String, Value>, field: &str, value: Value) {
+    match map.get(field) {
+        None | Some(Value::Null) => {}
+        Some(Value::Number(n)) if n.as_i64() == Some(0) => {}
+        Some(Value::String(s)) if s.is_empty() => {}
+        _ => return,
+    }
+    map.insert(field.into(), value);
+}
+
 /// Applies the defaults for `resource` to `obj` in place.
 pub fn apply(resource: &Resource, obj: &mut Value) {
     if resource.custom {
@@ -205,7 +217,7 @@ fn service_spec(spec: &mut Map<String, Value>) {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             default(p, "protocol", json!("TCP"));
             if let Some(port) = p.get("port").cloned() {
-                default(p, "targetPort", port);
+                default_unless_nonzero(p, "targetPort", port);
             }
         }
     }
@@ -241,6 +253,14 @@ fn container(c: &mut Map<String, Value>) {
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             default(p, "protocol", json!("TCP"));
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        if let Some(p) = c.get_mut(probe).and_then(Value::as_object_mut) {
+            default_unless_nonzero(p, "timeoutSeconds", json!(1));
+            default_unless_nonzero(p, "periodSeconds", json!(10));
+            default_unless_nonzero(p, "successThreshold", json!(1));
+            default_unless_nonzero(p, "failureThreshold", json!(3));
         }
     }
 }

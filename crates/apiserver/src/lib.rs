@@ -16,6 +16,7 @@ pub mod http;
 pub mod keys;
 mod objects;
 mod openapi;
+mod openapi_v2;
 mod params;
 mod patch;
 pub mod request_info;
@@ -23,7 +24,6 @@ pub mod resources;
 mod schema_check;
 mod server;
 pub mod status;
-mod table;
 mod validate;
 
 pub use server::{ApiServer, KUBE_MAJOR, KUBE_MINOR, version};

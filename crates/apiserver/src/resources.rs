@@ -24,6 +24,8 @@ pub struct Resource {
     pub schema: Option<Value>,
     /// Whether this is a custom resource (stored and served without a typed check).
     pub custom: bool,
+    /// How `kubectl get` prints the objects: the kind's printer, or a CRD version's columns.
+    pub printer: rudder_printers::Printer,
 }
 
 impl Resource {
@@ -163,6 +165,7 @@ pub fn builtin() -> Vec<Resource> {
             subresources: r.subresources.iter().map(|s| s.name.to_owned()).collect(),
             schema: None,
             custom: false,
+            printer: rudder_printers::Printer::for_kind(r.group, r.kind),
         })
         .collect()
 }

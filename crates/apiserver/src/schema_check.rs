@@ -230,6 +230,56 @@ pub fn unknown_fields(schema: &Value, obj: &Value) -> Vec<String> {
     out
 }
 
+/// Removes the fields at `paths` (as [`unknown_fields`] writes them: `.spec.x`, `.a[2].b`).
+pub fn prune(obj: &mut Value, paths: &[String]) {
+    for path in paths {
+        let mut segments = Vec::new();
+        for part in path.trim_start_matches('.').split('.') {
+            // `items[3]` is a field then an index.
+            let mut rest = part;
+            if let Some(open) = rest.find('[') {
+                segments.push(Segment::Field(&rest[..open]));
+                rest = &rest[open..];
+                while let Some(close) = rest.find(']') {
+                    if let Ok(i) = rest[1..close].parse() {
+                        segments.push(Segment::Index(i));
+                    }
+                    rest = &rest[close + 1..];
+                }
+            } else {
+                segments.push(Segment::Field(rest));
+            }
+        }
+        remove_at(obj, &segments);
+    }
+}
+
+enum Segment<'a> {
+    Field(&'a str),
+    Index(usize),
+}
+
+fn remove_at(v: &mut Value, path: &[Segment<'_>]) {
+    match path {
+        [] => {}
+        [Segment::Field(f)] => {
+            if let Some(m) = v.as_object_mut() {
+                m.remove(*f);
+            }
+        }
+        [Segment::Field(f), rest @ ..] => {
+            if let Some(next) = v.get_mut(*f) {
+                remove_at(next, rest);
+            }
+        }
+        [Segment::Index(i), rest @ ..] => {
+            if let Some(next) = v.get_mut(*i) {
+                remove_at(next, rest);
+            }
+        }
+    }
+}
+
 fn preserves(schema: &Value) -> bool {
     schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true))
 }
@@ -270,6 +320,32 @@ fn unknown_walk(schema: &Value, v: &Value, path: &str, out: &mut Vec<String>) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn prune_removes_unknown_paths() {
+        let cases = [
+            (
+                json!({"spec": {"a": 1, "x": 2}}),
+                vec![".spec.x"],
+                json!({"spec": {"a": 1}}),
+            ),
+            (
+                json!({"spec": {"items": [{"k": 1, "bad": 2}, {"k": 2}]}}),
+                vec![".spec.items[0].bad"],
+                json!({"spec": {"items": [{"k": 1}, {"k": 2}]}}),
+            ),
+            (
+                json!({"top": 1, "keep": 2}),
+                vec![".top", ".missing.deeper"],
+                json!({"keep": 2}),
+            ),
+        ];
+        for (mut obj, paths, want) in cases {
+            let paths: Vec<String> = paths.into_iter().map(String::from).collect();
+            prune(&mut obj, &paths);
+            assert_eq!(obj, want);
+        }
+    }
 
     fn schema() -> Value {
         json!({

@@ -25,6 +25,7 @@ pub struct ApiServer {
     pub(crate) cache: Arc<WatchCache>,
     pub(crate) resources: Arc<Resources>,
     pub(crate) server_address: String,
+    openapi_v2: crate::openapi_v2::OpenApiV2,
 }
 
 impl ApiServer {
@@ -40,6 +41,7 @@ impl ApiServer {
             cache,
             resources,
             server_address,
+            openapi_v2: Default::default(),
         }
     }
 
@@ -64,6 +66,12 @@ impl ApiServer {
             PathError::MethodNotAllowed => ApiError::method_not_allowed(e.to_string()),
         })?;
         match target {
+            Target::NonResource(p) if p == "/openapi/v2" => self.openapi_v2.serve(
+                &self.resources,
+                &method,
+                &accept,
+                header(&req, "if-none-match"),
+            ),
             Target::NonResource(p) => self.non_resource(&p, &method).await,
             Target::ApiVersions => Ok(match discovery::aggregated_version(&accept) {
                 Some(v) => aggregated_response(discovery::aggregated(&self.resources, true, v), v),

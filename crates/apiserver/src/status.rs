@@ -110,6 +110,22 @@ impl ApiError {
         .with_details(group, resource, name)
     }
 
+    /// 409 from server-side apply: fields other managers own would change. Each cause names
+    /// the field and its manager (`reason: FieldManagerConflict`), as kubectl prints them.
+    pub fn apply_conflict(
+        group: &str,
+        resource: &str,
+        name: &str,
+        message: String,
+        causes: Vec<Cause>,
+    ) -> Self {
+        let mut e = Self::new(409, "Conflict", message).with_details(group, resource, name);
+        if let Some(d) = e.details.as_mut() {
+            d.causes = causes;
+        }
+        e
+    }
+
     /// 422 with field causes: `Pod "x" is invalid: spec.containers: Required value`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
         let summary: Vec<String> = causes

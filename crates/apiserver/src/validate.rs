@@ -34,7 +34,7 @@ fn name_problems(resource: &Resource, name: &str) -> Vec<String> {
 /// Checks the object; returns warnings (unknown fields under `Warn`) or the 4xx to answer.
 pub fn check(
     resource: &Resource,
-    obj: &Value,
+    obj: &mut Value,
     validation: FieldValidation,
     name: &str,
 ) -> Result<Vec<String>, ApiError> {
@@ -108,6 +108,11 @@ pub fn check(
             name,
             causes,
         ));
+    }
+    // What the schema does not declare is dropped, as upstream's decoding (built-in kinds) and
+    // pruning (custom resources) do; Strict refuses it instead, below.
+    if validation != FieldValidation::Strict {
+        crate::schema_check::prune(obj, &unknown);
     }
     let messages: Vec<String> = unknown
         .iter()

@@ -8,6 +8,7 @@
 //! - [`merge_patch`]: RFC 7386 JSON merge patch (`application/merge-patch+json`);
 //! - [`json_patch`]: RFC 6902 JSON patch (`application/json-patch+json`);
 //! - [`strategic_merge_patch`] with [`merge_schema`]: `application/strategic-merge-patch+json`;
+//! - [`managed_fields`]: field ownership (`managedFields`) and server-side apply with conflicts;
 //! - [`name_validation`]: DNS-1123 names, label keys and values, path segments, `generateName`.
 //!
 //! Failures a caller cannot proceed from are [`MachineryError`] values; validators that upstream
@@ -17,6 +18,7 @@ mod error;
 pub mod field_selector;
 pub mod json_patch;
 pub mod label_selector;
+pub mod managed_fields;
 pub mod merge_patch;
 pub mod merge_schema;
 pub mod name_validation;

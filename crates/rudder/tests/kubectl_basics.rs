@@ -170,7 +170,7 @@ spec:
 fn apply_twice_client_side_and_server_side() {
     let s = Server::start();
     for k in [KUBECTLS[0], KUBECTLS[2]] {
-        let ns = if k.ends_with("1.29") {
+        let ns = if k.ends_with("1.27") {
             "apply-old"
         } else {
             "apply-new"
@@ -273,7 +273,7 @@ fn patch_of_each_type() {
 fn get_watch_sees_later_changes() {
     let s = Server::start();
     for k in [KUBECTLS[0], KUBECTLS[2]] {
-        let ns = if k.ends_with("1.29") {
+        let ns = if k.ends_with("1.27") {
             "watch-old"
         } else {
             "watch-new"
@@ -382,6 +382,17 @@ fn custom_resource_definitions_serve_custom_resources() {
                 ],
             );
         }
+        if i == 0 {
+            // kubectl 1.27 reads custom resources' schemas from /openapi/v2.
+            let explained = s.ok_kubectl(
+                k,
+                &["explain", "widget.spec", "--output=plaintext-openapiv2"],
+            );
+            assert!(
+                explained.contains("size") && explained.contains("<integer>"),
+                "{k}: {explained}"
+            );
+        }
         let name = format!("w{i}");
         s.kubectl_in(k, &["apply", "-f", "-"], &format!("apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: {name}}}\nspec: {{size: 3}}\n"));
         let got = json(&s.ok_kubectl(k, &["get", "widgets", &name, "-o", "json"]));
@@ -393,6 +404,42 @@ fn custom_resource_definitions_serve_custom_resources() {
         );
         s.ok_kubectl(k, &["delete", "widget", &name]);
     }
+}
+
+#[test]
+fn explain_prints_field_descriptions_from_openapi_v2_and_v3() {
+    let s = Server::start();
+    let cases: [(&str, &[&str]); 3] = [
+        // kubectl 1.27 and 1.28 read OpenAPI v2 (gnostic protobuf) for this output format.
+        (
+            KUBECTLS[0],
+            &[
+                "explain",
+                "pod.spec.containers",
+                "--output=plaintext-openapiv2",
+            ],
+        ),
+        (KUBECTLS[0], &["explain", "pod.spec.containers"]),
+        (KUBECTLS[2], &["explain", "pod.spec.containers"]),
+    ];
+    for (k, args) in cases {
+        let out = s.ok_kubectl(k, args);
+        for want in [
+            "KIND:",
+            "Pod",
+            "A single application container",
+            "imagePullPolicy",
+            "Container image name.",
+        ] {
+            assert!(out.contains(want), "{k} {args:?} lacks {want:?}:\n{out}");
+        }
+    }
+    let swagger = s.get_json("/openapi/v2");
+    assert_eq!(swagger["swagger"], "2.0");
+    assert_eq!(
+        swagger["definitions"]["io.k8s.api.core.v1.Pod"]["x-kubernetes-group-version-kind"][0]["kind"],
+        "Pod"
+    );
 }
 
 #[test]

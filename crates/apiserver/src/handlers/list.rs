@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::Response;
+use rudder_printers::{IncludeObject, TableOptions};
 use rudder_store::RangeRequest;
 use serde_json::{Value, json};
 
@@ -14,7 +15,6 @@ use crate::filter::Filter;
 use crate::http::{Body, json_response};
 use crate::params::{Continue, ListParams};
 use crate::status::ApiError;
-use crate::table::IncludeObject;
 
 /// How a client wants objects rendered, from its `Accept` header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,20 +48,32 @@ pub(crate) fn render(ctx: &Ctx<'_>) -> Result<Render, ApiError> {
     }
 }
 
+/// The request's `?includeObject=`, checked like upstream checks its TableOptions.
 fn include_object(ctx: &Ctx<'_>) -> Result<IncludeObject, ApiError> {
     IncludeObject::parse(ctx.query.get("includeObject").map(String::as_str))
+        .map_err(|e| ApiError::bad_request(format!("Unable to convert to Table as requested: {e}")))
+}
+
+/// Table options of the request, with headers (the first table of a watch, or any read).
+pub(crate) fn table_options(ctx: &Ctx<'_>) -> Result<TableOptions, ApiError> {
+    Ok(TableOptions {
+        include_object: include_object(ctx)?,
+        no_headers: false,
+    })
 }
 
 /// The Table for `values` of the request's kind.
 fn table_for(ctx: &Ctx<'_>, values: &[Value]) -> Result<Value, ApiError> {
-    Ok(crate::table::generic(
+    Ok(rudder_printers::table(
+        &ctx.resource.printer,
         values,
-        include_object(ctx)?,
+        table_options(ctx)?,
         now_secs(),
     ))
 }
 
-fn now_secs() -> i64 {
+/// The current time in Unix seconds, which ages are computed against.
+pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

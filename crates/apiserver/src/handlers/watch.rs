@@ -1,16 +1,20 @@
 //! WATCH: a chunked stream of `{"type":…,"object":…}` lines from the watch cache, with
 //! bookmarks, initial events, selector transitions and upstream's 410 for expired history.
+//! With `as=Table` (`kubectl get -w`) each object is a one-row Table.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::Response;
-use serde_json::json;
+use rudder_printers::{Printer, TableOptions};
+use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 use super::Ctx;
-use crate::cache::{CacheEvent, EventType, TooOld, WatchCache};
+use super::list::{Render, now_secs, render, table_options};
+use crate::cache::{CacheEvent, CachedObject, EventType, TooOld, WatchCache};
 use crate::filter::Filter;
 use crate::http::{Body, streaming};
 use crate::params::ListParams;
@@ -29,6 +33,67 @@ fn event_line(kind: &str, json: &[u8]) -> Bytes {
     b.put_slice(json);
     b.put_slice(b"}\n");
     b.freeze()
+}
+
+/// How a watch encodes the objects of its events.
+struct Encoder {
+    table: Option<TableEncoder>,
+}
+
+/// One-row Tables, as upstream sends them to `kubectl get -w`.
+struct TableEncoder {
+    printer: Printer,
+    options: TableOptions,
+    /// Upstream sends the column definitions with the first event only; kubectl keeps using
+    /// the last ones it saw. Atomic only because the watch task, which must be `Send`, holds
+    /// the encoder by reference across awaits.
+    headers_sent: AtomicBool,
+}
+
+impl Encoder {
+    fn for_request(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let table = match render(ctx) {
+            Ok(Render::Table) => Some(TableEncoder {
+                printer: ctx.resource.printer.clone(),
+                options: table_options(ctx)?,
+                headers_sent: AtomicBool::new(false),
+            }),
+            // Watch streams JSON for any other Accept header, as it did before Tables.
+            Ok(Render::Json) | Err(_) => None,
+        };
+        Ok(Self { table })
+    }
+
+    /// The event line of `obj`.
+    fn line(&self, kind: &str, obj: &CachedObject) -> Bytes {
+        let Some(t) = &self.table else {
+            return event_line(kind, &obj.json);
+        };
+        let Ok(value) = obj.value() else {
+            return event_line(kind, &obj.json);
+        };
+        let first = !t.headers_sent.swap(true, Ordering::Relaxed);
+        let options = TableOptions {
+            no_headers: !first,
+            ..t.options
+        };
+        let mut table = rudder_printers::table(&t.printer, &[value], options, now_secs());
+        table["metadata"] = json!({"resourceVersion": obj.rev.to_string()});
+        event_line(kind, &serde_json::to_vec(&table).unwrap_or_default())
+    }
+
+    /// The object of a BOOKMARK event: the kind's empty object with the revision, or in Table
+    /// mode a Table without rows, so a client decoding Tables can read every event.
+    fn bookmark_object(&self, kind: &(String, String), meta: Value) -> Value {
+        match &self.table {
+            None => json!({"kind": kind.0, "apiVersion": kind.1, "metadata": meta}),
+            Some(_) => json!({
+                "kind": "Table", "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"resourceVersion": meta["resourceVersion"]},
+                "columnDefinitions": [], "rows": [],
+            }),
+        }
+    }
 }
 
 /// What a watcher sees of an event, given its filter: upstream turns objects entering or leaving
@@ -71,6 +136,7 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         )));
     }
     let bookmark_kind = (ctx.resource.kind.clone(), ctx.resource.api_version());
+    let encoder = Encoder::for_request(ctx)?;
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS);
     let start = match cache.watch(&prefix, after) {
         Ok(s) => s,
@@ -97,19 +163,19 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         let run = async {
             let mut last = start.rev;
             for obj in &start.initial {
-                if filter.matches(obj) && tx.send(event_line("ADDED", &obj.json)).await.is_err() {
+                if filter.matches(obj) && tx.send(encoder.line("ADDED", obj)).await.is_err() {
                     return;
                 }
             }
             if send_initial_end {
-                let line = bookmark(&bookmark_kind, start.rev, true);
+                let line = bookmark(&encoder, &bookmark_kind, start.rev, true);
                 if tx.send(line).await.is_err() {
                     return;
                 }
             }
             for ev in &start.replay {
                 if let Some(kind) = visible(ev, &filter)
-                    && tx.send(event_line(kind, &ev.object.json)).await.is_err()
+                    && tx.send(encoder.line(kind, &ev.object)).await.is_err()
                 {
                     return;
                 }
@@ -118,6 +184,7 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
                 tx: &tx,
                 filter: &filter,
                 prefix: &prefix,
+                encoder: &encoder,
             };
             follow(
                 &cache,
@@ -134,12 +201,12 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     Ok(watch_response(rx))
 }
 
-fn bookmark(kind: &(String, String), rev: u64, initial_end: bool) -> Bytes {
+fn bookmark(encoder: &Encoder, kind: &(String, String), rev: u64, initial_end: bool) -> Bytes {
     let mut meta = json!({"resourceVersion": rev.to_string()});
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    let obj = json!({"kind": kind.0, "apiVersion": kind.1, "metadata": meta});
+    let obj = encoder.bookmark_object(kind, meta);
     event_line("BOOKMARK", &serde_json::to_vec(&obj).unwrap_or_default())
 }
 
@@ -148,6 +215,7 @@ struct Sink<'a> {
     tx: &'a mpsc::Sender<Bytes>,
     filter: &'a Filter,
     prefix: &'a str,
+    encoder: &'a Encoder,
 }
 
 impl Sink<'_> {
@@ -159,7 +227,7 @@ impl Sink<'_> {
         match visible(ev, self.filter) {
             Some(kind) => self
                 .tx
-                .send(event_line(kind, &ev.object.json))
+                .send(self.encoder.line(kind, &ev.object))
                 .await
                 .is_ok(),
             None => true,
@@ -207,7 +275,12 @@ async fn follow(
                     }
                 }
                 *last = (*last).max(rev);
-                if sink.tx.send(bookmark(kind, *last, false)).await.is_err() {
+                if sink
+                    .tx
+                    .send(bookmark(sink.encoder, kind, *last, false))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

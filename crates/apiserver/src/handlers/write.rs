@@ -16,6 +16,8 @@ use crate::objects::{self, Precondition};
 use crate::params::{FieldValidation, dry_run};
 use crate::status::ApiError;
 use crate::validate;
+use rudder_machinery::MergeSchema;
+use rudder_machinery::managed_fields;
 
 const CONFLICT_MSG: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
@@ -49,7 +51,48 @@ async fn check_namespace_open(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
 
 /// CREATE.
 pub(crate) async fn create(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let mut obj = decode_body(&ctx.req)?;
+    let obj = decode_body(&ctx.req)?;
+    create_object(ctx, obj, Tracking::Update).await
+}
+
+/// Whether a write's field ownership is still to be recorded, or was by server-side apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tracking {
+    Update,
+    Applied,
+}
+
+/// The field manager of a request: `?fieldManager=`, else the user agent's product name.
+fn field_manager(ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    let manager = match ctx.query.get("fieldManager") {
+        Some(m) => m.clone(),
+        None => {
+            managed_fields::manager_from_user_agent(crate::server::header(&ctx.req, "user-agent"))
+        }
+    };
+    if manager.chars().count() > 128 {
+        return Err(ApiError::bad_request(
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Too long: may not be more than 128 bytes",
+        ));
+    }
+    if manager.chars().any(|c| c.is_control()) {
+        return Err(ApiError::bad_request(format!(
+            "fieldManager: Invalid value: {manager:?}: must only contain printable characters"
+        )));
+    }
+    Ok(manager)
+}
+
+fn merge_schema(ctx: &Ctx<'_>) -> MergeSchema {
+    let r = &ctx.resource;
+    MergeSchema::for_kind(&r.group, &r.version, &r.kind).unwrap_or_else(MergeSchema::unstructured)
+}
+
+async fn create_object(
+    ctx: Ctx<'_>,
+    mut obj: Value,
+    tracking: Tracking,
+) -> Result<Response<Body>, ApiError> {
     let validation = FieldValidation::parse(&ctx.query)?;
     let dry = dry_run(&ctx.query)?;
     let kind = ctx.resource.kind_ref();
@@ -60,7 +103,19 @@ pub(crate) async fn create(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     let name = objects::prepare_create(&mut obj, &kind)?;
     crate::defaults::apply(&ctx.resource, &mut obj);
-    let warnings = validate::check(&ctx.resource, &obj, validation, &name)?;
+    let warnings = validate::check(&ctx.resource, &mut obj, validation, &name)?;
+    if tracking == Tracking::Update {
+        let manager = field_manager(&ctx)?;
+        let now = objects::now_rfc3339();
+        let api_version = ctx.resource.api_version();
+        let writer = managed_fields::Writer {
+            manager: &manager,
+            api_version: &api_version,
+            subresource: None,
+            now: &now,
+        };
+        managed_fields::on_create(&mut obj, &merge_schema(&ctx), &writer);
+    }
     let key = keys::object_key(
         &ctx.resource.group,
         &ctx.resource.plural,
@@ -105,9 +160,13 @@ struct Updated {
 async fn guaranteed_update(
     ctx: &Ctx<'_>,
     subresource: Option<&str>,
+    tracking: Tracking,
     mutate: &mut Mutation<'_>,
 ) -> Result<Updated, ApiError> {
     let key = ctx.key()?;
+    let manager = field_manager(ctx)?;
+    let api_version = ctx.resource.api_version();
+    let schema = merge_schema(ctx);
     let validation = FieldValidation::parse(&ctx.query)?;
     let dry = dry_run(&ctx.query)?;
     let kind = ctx.resource.kind_ref();
@@ -138,7 +197,17 @@ async fn guaranteed_update(
         }
         objects::prepare_update(&mut new, &current, &kind, subresource)?;
         crate::defaults::apply(&ctx.resource, &mut new);
-        let warnings = validate::check(&ctx.resource, &new, validation, ctx.name())?;
+        let warnings = validate::check(&ctx.resource, &mut new, validation, ctx.name())?;
+        if tracking == Tracking::Update {
+            let now = objects::now_rfc3339();
+            let writer = managed_fields::Writer {
+                manager: &manager,
+                api_version: &api_version,
+                subresource: ctx.target.subresource.as_deref(),
+                now: &now,
+            };
+            managed_fields::on_update(&current, &mut new, &schema, &writer);
+        }
         let mut unchanged = current.clone();
         if let Some(m) = unchanged.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
@@ -209,7 +278,7 @@ pub(crate) async fn update(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body = decode_body(&ctx.req)?;
     let sub = ctx.target.subresource.clone();
     let mut mutate = |_: &Value| Ok(body.clone());
-    let done = guaranteed_update(&ctx, sub.as_deref(), &mut mutate).await?;
+    let done = guaranteed_update(&ctx, sub.as_deref(), Tracking::Update, &mut mutate).await?;
     Ok(with_warnings(
         object_response(&ctx, 200, &done.object)?,
         &done.warnings,
@@ -266,43 +335,89 @@ fn apply_patch(
 pub(crate) async fn patch(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let kind = patch_type(&ctx)?;
     let patch = decode_body(&ctx.req)?;
-    if kind == PatchType::Apply && ctx.query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+    let force = match ctx.query.get("force").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") if kind == PatchType::Apply => true,
+        Some("true") => {
+            return Err(ApiError::bad_request(
+                "PatchOptions.meta.k8s.io \"\" is invalid: force: Invalid value: true: may not be specified for non-apply patch",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "force: Invalid value: {other:?}: must be true or false"
+            )));
+        }
+    };
+    let sub = ctx.target.subresource.clone();
+    if kind != PatchType::Apply {
+        let mut mutate = |current: &Value| apply_patch(&ctx, kind, &patch, current);
+        let done = guaranteed_update(&ctx, sub.as_deref(), Tracking::Update, &mut mutate).await?;
+        return Ok(with_warnings(
+            object_response(&ctx, 200, &done.object)?,
+            &done.warnings,
+        ));
+    }
+    if ctx.query.get("fieldManager").is_none_or(|m| m.is_empty()) {
         return Err(ApiError::bad_request(
             "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
         ));
     }
-    let sub = ctx.target.subresource.clone();
-    let mut mutate = |current: &Value| apply_patch(&ctx, kind, &patch, current);
-    match guaranteed_update(&ctx, sub.as_deref(), &mut mutate).await {
+    let manager = field_manager(&ctx)?;
+    let mut mutate =
+        |current: &Value| server_side_apply(&ctx, Some(current), &patch, &manager, force);
+    match guaranteed_update(&ctx, sub.as_deref(), Tracking::Applied, &mut mutate).await {
         Ok(done) => Ok(with_warnings(
             object_response(&ctx, 200, &done.object)?,
             &done.warnings,
         )),
         // Server-side apply creates what does not exist yet.
-        Err(e) if e.code == 404 && kind == PatchType::Apply && sub.is_none() => {
-            apply_create(ctx, patch).await
+        Err(e) if e.code == 404 && sub.is_none() => {
+            let mut config = patch.clone();
+            if let Some(m) = config.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("name".into(), json!(ctx.name()));
+            }
+            let obj = server_side_apply(&ctx, None, &config, &manager, force)?;
+            create_object(ctx, obj, Tracking::Applied).await
         }
         Err(e) => Err(e),
     }
 }
 
-async fn apply_create(ctx: Ctx<'_>, mut obj: Value) -> Result<Response<Body>, ApiError> {
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert("name".into(), json!(ctx.name()));
-    }
-    let body = serde_json::to_vec(&obj).unwrap_or_default();
-    let mut req_parts = ctx.req.parts.clone();
-    req_parts.headers.insert(
-        "content-type",
-        http::HeaderValue::from_static("application/json"),
-    );
-    let req = crate::http::ApiRequest {
-        parts: req_parts,
-        body: Bytes::from(body),
-        peer: ctx.req.peer.clone(),
+/// Merges an apply configuration into the live object (or makes it the new object), recording
+/// ownership; a change to fields other managers own is a 409 unless forced.
+fn server_side_apply(
+    ctx: &Ctx<'_>,
+    live: Option<&Value>,
+    config: &Value,
+    manager: &str,
+    force: bool,
+) -> Result<Value, ApiError> {
+    let r = &ctx.resource;
+    let merged = match live {
+        Some(l) => crate::patch::strategic(l, config, &r.group, &r.version, &r.kind)?,
+        None => config.clone(),
     };
-    let ctx = Ctx { req, ..ctx };
-    create(ctx).await
+    let now = objects::now_rfc3339();
+    let api_version = r.api_version();
+    let writer = managed_fields::Writer {
+        manager,
+        api_version: &api_version,
+        subresource: ctx.target.subresource.as_deref(),
+        now: &now,
+    };
+    managed_fields::apply(live, merged, config, &merge_schema(ctx), &writer, force).map_err(|c| {
+        let causes = c
+            .fields
+            .iter()
+            .map(|(m, v, p)| crate::status::Cause {
+                reason: "FieldManagerConflict".into(),
+                message: format!("conflict with \"{m}\" using {v}"),
+                field: p.clone(),
+            })
+            .collect();
+        ApiError::apply_conflict(&r.group, &r.plural, ctx.name(), c.message(), causes)
+    })
 }
 
 /// POST `pods/{name}/binding`: the scheduler's way of assigning a node.
@@ -363,7 +478,7 @@ pub(crate) async fn bind(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
         Ok(new)
     };
     // The binding writes spec and status together: it is its own subresource.
-    guaranteed_update(&ctx, Some("binding"), &mut mutate).await?;
+    guaranteed_update(&ctx, Some("binding"), Tracking::Update, &mut mutate).await?;
     Ok(json_response(
         201,
         serde_json::to_vec(&crate::status::success(None)).unwrap_or_default(),
@@ -404,7 +519,7 @@ async fn scale_with(
         new["spec"]["replicas"] = json!(replicas_from_scale(&wanted)?);
         Ok(new)
     };
-    let done = guaranteed_update(&ctx, None, &mut mutate).await?;
+    let done = guaranteed_update(&ctx, None, Tracking::Update, &mut mutate).await?;
     let value = done.object.value().map_err(ApiError::internal)?;
     Ok(json_response(
         200,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// kubectl versions every e2e test runs with: the oldest and the newest supported, and the
 /// machine's default.
 pub const KUBECTLS: &[&str] = &[
-    "/usr/lib/google-cloud-sdk/bin/kubectl.1.29",
+    "/usr/lib/google-cloud-sdk/bin/kubectl.1.27",
     "/usr/bin/kubectl",
     "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
 ];

@@ -1,0 +1,106 @@
+//! `rudder-api-bench`: drives a running API server through kube-rs (as controllers and tools
+//! do) and prints Markdown tables for `docs/benchmarks.md`: pod creation throughput and latency
+//! at several concurrencies and at a fixed rate, LIST of many pods, and watch fan-out delay.
+
+mod workloads;
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    Create,
+    Rate,
+    List,
+    Watch,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark a running rudder (or any Kubernetes) API server")]
+struct Args {
+    /// kubeconfig of the server (`rudder server` prints its path).
+    #[arg(long)]
+    kubeconfig: std::path::PathBuf,
+    /// Namespace the benchmark creates and fills.
+    #[arg(long, default_value = "bench")]
+    namespace: String,
+    /// Seconds each create workload runs.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent client counts for the create workload.
+    #[arg(long, value_delimiter = ',', default_value = "1,32,256")]
+    clients: Vec<usize>,
+    /// Writes per second for the fixed-rate workload.
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Pod counts to LIST (pods are added until the namespace holds each count).
+    #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
+    list_sizes: Vec<usize>,
+    /// Concurrent watchers for the fan-out workload.
+    #[arg(long, default_value_t = 1000)]
+    watchers: usize,
+    /// Run only these workloads (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Workload>,
+}
+
+async fn client(path: &std::path::Path) -> Result<kube::Client> {
+    let kubeconfig = Kubeconfig::read_from(path).context("reading kubeconfig")?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .context("kubeconfig")?;
+    kube::Client::try_from(config).context("client")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let wants = |w: Workload| args.only.is_empty() || args.only.contains(&w);
+    let bench = workloads::Bench::new(client(&args.kubeconfig).await?, &args.namespace).await?;
+    if wants(Workload::Create) {
+        println!("| concurrent clients | creates/s | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|");
+        for &c in &args.clients {
+            let m = bench
+                .create(c, std::time::Duration::from_secs(args.seconds))
+                .await?;
+            println!(
+                "| {c} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                m.per_second, m.p50_ms, m.p99_ms, m.max_ms
+            );
+        }
+        println!();
+    }
+    if wants(Workload::Rate) {
+        let m = bench
+            .at_rate(args.rate, std::time::Duration::from_secs(args.seconds))
+            .await?;
+        println!("| target writes/s | achieved writes/s | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            args.rate, m.per_second, m.p50_ms, m.p99_ms, m.max_ms
+        );
+        println!();
+    }
+    if wants(Workload::List) {
+        println!("| pods | LIST (cache) ms | LIST items | bytes |");
+        println!("|---|---|---|---|");
+        for &n in &args.list_sizes {
+            let l = bench.list(n).await?;
+            println!("| {n} | {:.0} | {} | {} |", l.millis, l.items, l.bytes);
+        }
+        println!();
+    }
+    if wants(Workload::Watch) {
+        let m = bench.watch_fan_out(args.watchers).await?;
+        println!("| watchers | delivered | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| {} | {} | {:.2} | {:.2} | {:.2} |",
+            args.watchers, m.delivered, m.p50_ms, m.p99_ms, m.max_ms
+        );
+    }
+    Ok(())
+}
