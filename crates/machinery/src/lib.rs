@@ -9,6 +9,7 @@
 //! - [`json_patch`]: RFC 6902 JSON patch (`application/json-patch+json`);
 //! - [`strategic_merge_patch`] with [`merge_schema`]: `application/strategic-merge-patch+json`;
 //! - [`managed_fields`]: field ownership (`managedFields`) and server-side apply with conflicts;
+//! - [`timestamp`]: RFC 3339 timestamps to and from Unix seconds;
 //! - [`name_validation`]: DNS-1123 names, label keys and values, path segments, `generateName`.
 //!
 //! Failures a caller cannot proceed from are [`MachineryError`] values; validators that upstream
@@ -24,6 +25,7 @@ pub mod merge_schema;
 pub mod name_validation;
 mod selectable_fields;
 pub mod strategic_merge_patch;
+pub mod timestamp;
 
 pub use error::{JsonPatchErrorKind, MachineryError};
 pub use field_selector::{FieldSelector, supported_fields};

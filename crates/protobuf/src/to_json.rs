@@ -6,6 +6,7 @@
 
 use base64::Engine;
 use prost_reflect::{DynamicMessage, MapKey, ReflectMessage, Value as PValue};
+use rudder_machinery::timestamp::format_rfc3339_micros as rfc3339;
 use serde_json::{Map, Number, Value};
 
 /// The JSON form of `msg`.
@@ -217,27 +218,6 @@ fn time(msg: &DynamicMessage, micro: bool) -> Value {
     Value::String(rfc3339(secs, micro.then_some(nanos / 1000)))
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`.
-pub(crate) fn rfc3339(secs: i64, micros: Option<i64>) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    match micros {
-        Some(us) => format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{us:06}Z"),
-        None => format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
-    }
-}
-
 /// Go's `time.Duration.String()`: `1h2m3.5s`, `1.5ms`, `0s`.
 pub(crate) fn go_duration(nanos: i64) -> String {
     if nanos == 0 {
@@ -297,16 +277,6 @@ mod tests {
         for (n, want) in cases {
             assert_eq!(go_duration(n), want, "{n}");
         }
-    }
-
-    #[test]
-    fn times_print_as_rfc3339() {
-        assert_eq!(rfc3339(0, None), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_392_000, None), "2026-11-23T00:00:00Z");
-        assert_eq!(
-            rfc3339(951_782_400 + 3_723, Some(42)),
-            "2000-02-29T01:02:03.000042Z"
-        );
     }
 
     #[test]

@@ -2,9 +2,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{KUBECTLS, Server, json};
 
@@ -280,42 +279,17 @@ fn get_watch_sees_later_changes() {
         };
         s.namespace(k, ns);
         s.configmap(k, ns, "before", "a", "1");
-        let mut child = Command::new(k)
-            .args(["get", "configmaps", "-n", ns, "-w", "-o", "name"])
-            .env("KUBECONFIG", s.kubeconfig())
-            .env("HOME", s.data_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get -w");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut watch = s.kubectl_stream(k, &["get", "configmaps", "-n", ns, "-w", "-o", "name"]);
         std::thread::sleep(Duration::from_millis(500));
         s.configmap(k, ns, "after", "a", "2");
         s.ok_kubectl(
             k,
             &["label", "configmap", "before", "-n", ns, "changed=yes"],
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen = Vec::new();
-        while !(seen.iter().any(|l: &String| l.contains("after"))
-            && seen.iter().filter(|l| l.contains("before")).count() >= 2)
-        {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("{k}: watch did not show the changes; saw {seen:?}"),
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        watch.until(&format!("{k}: the watch showing the changes"), |seen| {
+            seen.iter().any(|l| l.contains("after"))
+                && seen.iter().filter(|l| l.contains("before")).count() >= 2
+        });
     }
 }
 

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{KUBECTLS, Server};
 
@@ -250,45 +248,23 @@ fn get_watch_prints_table_rows_for_later_events() {
         let ns = format!("watch-print-{i}");
         s.namespace(k, &ns);
         s.configmap(k, &ns, "before", "a", "1");
-        let mut child = Command::new(k)
-            .args(["get", "configmaps", "-n", &ns, "-w"])
-            .env("KUBECONFIG", s.kubeconfig())
-            .env("HOME", s.data_dir())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubectl get -w");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let mut watch = s.kubectl_stream(k, &["get", "configmaps", "-n", &ns, "-w"]);
         std::thread::sleep(Duration::from_millis(500));
         s.create(
             k,
             Some(&ns),
             r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"after"},"data":{"x":"1","y":"2"}}"#,
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut seen: Vec<String> = Vec::new();
         let row_of = |seen: &[String], name: &str| -> Option<Vec<String>> {
             seen.iter()
                 .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
                 .find(|f| f.first().is_some_and(|n| n == name))
         };
-        while row_of(&seen, "after").is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => seen.push(line),
-                Err(_) => panic!("{k}: no row for the new config map; saw {seen:?}"),
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        let seen = watch
+            .until(&format!("{k}: a row for the new config map"), |seen| {
+                row_of(seen, "after").is_some()
+            })
+            .to_vec();
         let header_lines = seen.iter().filter(|l| l.starts_with("NAME")).count();
         assert_eq!(header_lines, 1, "{k}: headers once: {seen:?}");
         let before = row_of(&seen, "before").unwrap_or_else(|| panic!("{k}: {seen:?}"));

@@ -254,3 +254,65 @@ pub fn kubectl_raw(kubectl: &str, kubeconfig: &Path, args: &[&str], stdin: Optio
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
 }
+
+/// A kubectl that keeps running (`get -w`), its stdout lines collected as they come; killed (by
+/// PID) when dropped, also when the test fails.
+pub struct Streaming {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Server {
+    /// Starts `kubectl args` and streams its output lines.
+    pub fn kubectl_stream(&self, kubectl: &str, args: &[&str]) -> Streaming {
+        use std::io::BufRead;
+        let mut child = Command::new(kubectl)
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .env("HOME", self.data_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn kubectl");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Streaming {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+}
+
+impl Streaming {
+    /// Collects lines until `done` holds for all seen so far (panics after 20 s); returns them.
+    pub fn until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) -> &[String] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&self.seen) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("{what}: not seen in time; saw {:?}", self.seen),
+            }
+        }
+        &self.seen
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
