@@ -49,6 +49,21 @@ async fn list_watch_patch_with_kube_rs() {
         .clone()
         .expect("list resourceVersion");
 
+    // Metadata-only lists and gets (what metadata informers use).
+    let meta = cms
+        .list_metadata(&ListParams::default().labels("from=kube-rs"))
+        .await
+        .expect("list metadata");
+    assert_eq!(meta.items.len(), 3);
+    assert!(meta.items.iter().all(|m| {
+        m.metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l["from"] == "kube-rs")
+    }));
+    let one = cms.get_metadata("kube-0").await.expect("get metadata");
+    assert_eq!(one.metadata.name.as_deref(), Some("kube-0"));
+
     // Paged listing.
     let page = cms
         .list(&ListParams::default().labels("from=kube-rs").limit(2))

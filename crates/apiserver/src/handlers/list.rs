@@ -21,6 +21,18 @@ use crate::status::ApiError;
 pub(crate) enum Render {
     Json,
     Table,
+    /// `PartialObjectMetadata(List)`: only each object's metadata (metadata informers, the
+    /// garbage collector, `kubectl get -o name` in some versions).
+    Metadata,
+}
+
+/// An object reduced to a `PartialObjectMetadata`.
+pub(crate) fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 pub(crate) fn render(ctx: &Ctx<'_>) -> Result<Render, ApiError> {
@@ -34,6 +46,9 @@ pub(crate) fn render(ctx: &Ctx<'_>) -> Result<Render, ApiError> {
         if p.contains("as=Table") && p.contains("g=meta.k8s.io") {
             return Ok(Render::Table);
         }
+        if p.contains("as=PartialObjectMetadata") && p.contains("g=meta.k8s.io") {
+            return Ok(Render::Metadata);
+        }
         let media = p.split(';').next().unwrap_or("");
         if matches!(media, "application/json" | "*/*" | "application/*") && !p.contains("as=") {
             json_ok = true;
@@ -43,7 +58,7 @@ pub(crate) fn render(ctx: &Ctx<'_>) -> Result<Render, ApiError> {
         Ok(Render::Json)
     } else {
         Err(ApiError::not_acceptable(
-            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io",
+            "only the following media types are accepted: application/json, application/json;as=Table;v=v1;g=meta.k8s.io, application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io, application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io",
         ))
     }
 }
@@ -97,6 +112,13 @@ pub(crate) fn object_response(
 ) -> Result<Response<Body>, ApiError> {
     match render(ctx)? {
         Render::Json => Ok(json_response(code, obj.json.clone())),
+        Render::Metadata => {
+            let value = obj.value().map_err(ApiError::internal)?;
+            Ok(json_response(
+                code,
+                serde_json::to_vec(&partial_metadata(&value)).unwrap_or_default(),
+            ))
+        }
         Render::Table => {
             let value = obj.value().map_err(ApiError::internal)?;
             let mut table = table_for(ctx, &[value])?;
@@ -121,13 +143,33 @@ pub(crate) fn list_response(
     if let Some(c) = &next {
         metadata["continue"] = json!(c.encode());
     }
-    if render(ctx)? == Render::Table {
-        let mut table = table_of(ctx, objects)?;
-        table["metadata"] = metadata;
-        return Ok(json_response(
-            200,
-            serde_json::to_vec(&table).unwrap_or_default(),
-        ));
+    match render(ctx)? {
+        Render::Table => {
+            let mut table = table_of(ctx, objects)?;
+            table["metadata"] = metadata;
+            return Ok(json_response(
+                200,
+                serde_json::to_vec(&table).unwrap_or_default(),
+            ));
+        }
+        Render::Metadata => {
+            let items: Vec<Value> = objects
+                .iter()
+                .map(|o| o.value().map(|v| partial_metadata(&v)))
+                .collect::<Result<_, _>>()
+                .map_err(ApiError::internal)?;
+            let list = json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+                "items": items,
+            });
+            return Ok(json_response(
+                200,
+                serde_json::to_vec(&list).unwrap_or_default(),
+            ));
+        }
+        Render::Json => {}
     }
     let head = json!({
         "kind": format!("{}List", ctx.resource.kind),

@@ -38,6 +38,7 @@ fn event_line(kind: &str, json: &[u8]) -> Bytes {
 /// How a watch encodes the objects of its events.
 struct Encoder {
     table: Option<TableEncoder>,
+    metadata_only: bool,
 }
 
 /// One-row Tables, as upstream sends them to `kubectl get -w`.
@@ -59,13 +60,22 @@ impl Encoder {
                 headers_sent: AtomicBool::new(false),
             }),
             // Watch streams JSON for any other Accept header, as it did before Tables.
-            Ok(Render::Json) | Err(_) => None,
+            Ok(Render::Json | Render::Metadata) | Err(_) => None,
         };
-        Ok(Self { table })
+        Ok(Self {
+            table,
+            metadata_only: matches!(render(ctx), Ok(Render::Metadata)),
+        })
     }
 
     /// The event line of `obj`.
     fn line(&self, kind: &str, obj: &CachedObject) -> Bytes {
+        if self.metadata_only {
+            if let Ok(value) = obj.value() {
+                let partial = super::list::partial_metadata(&value);
+                return event_line(kind, &serde_json::to_vec(&partial).unwrap_or_default());
+            }
+        }
         let Some(t) = &self.table else {
             return event_line(kind, &obj.json);
         };
@@ -86,6 +96,9 @@ impl Encoder {
     /// mode a Table without rows, so a client decoding Tables can read every event.
     fn bookmark_object(&self, kind: &(String, String), meta: Value) -> Value {
         match &self.table {
+            None if self.metadata_only => json!({
+                "kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta,
+            }),
             None => json!({"kind": kind.0, "apiVersion": kind.1, "metadata": meta}),
             Some(_) => json!({
                 "kind": "Table", "apiVersion": "meta.k8s.io/v1",
