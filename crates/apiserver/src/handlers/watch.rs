@@ -70,11 +70,11 @@ impl Encoder {
 
     /// The event line of `obj`.
     fn line(&self, kind: &str, obj: &CachedObject) -> Bytes {
-        if self.metadata_only {
-            if let Ok(value) = obj.value() {
-                let partial = super::list::partial_metadata(&value);
-                return event_line(kind, &serde_json::to_vec(&partial).unwrap_or_default());
-            }
+        if self.metadata_only
+            && let Ok(value) = obj.value()
+        {
+            let partial = super::list::partial_metadata(&value);
+            return event_line(kind, &serde_json::to_vec(&partial).unwrap_or_default());
         }
         let Some(t) = &self.table else {
             return event_line(kind, &obj.json);
