@@ -32,6 +32,12 @@ pub fn resources_of(crd: &Value) -> Vec<Resource> {
         x if x.is_empty() => kind.to_lowercase(),
         x => x,
     };
+    let storage_version = spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|v| v["storage"] == json!(true))
+        .map(|v| s(&v["name"]));
     let mut out = Vec::new();
     for v in spec["versions"].as_array().into_iter().flatten() {
         if v["served"] != json!(true) {
@@ -68,6 +74,7 @@ pub fn resources_of(crd: &Value) -> Vec<Resource> {
             subresources,
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             custom: true,
+            storage_version: storage_version.clone(),
             printer: printer_of(spec, v),
         });
     }

@@ -253,6 +253,7 @@ mod tests {
             subresources: subs.iter().map(|s| s.to_string()).collect(),
             schema: None,
             custom: false,
+            storage_version: None,
             printer: rudder_printers::Printer::for_kind(group, kind),
         }
     }

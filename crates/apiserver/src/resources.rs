@@ -24,11 +24,55 @@ pub struct Resource {
     pub schema: Option<Value>,
     /// Whether this is a custom resource (stored and served without a typed check).
     pub custom: bool,
+    /// For a custom resource: the version objects are stored at (the CRD's `storage: true`
+    /// version). Other served versions convert by rewriting `apiVersion` (strategy `None`).
+    pub storage_version: Option<String>,
     /// How `kubectl get` prints the objects: the kind's printer, or a CRD version's columns.
     pub printer: rudder_printers::Printer,
 }
 
 impl Resource {
+    /// `apiVersion` objects are stored with (the served one, except for custom resources with
+    /// several versions).
+    pub fn storage_api_version(&self) -> String {
+        match &self.storage_version {
+            Some(v) => format!("{}/{v}", self.group),
+            None => self.api_version(),
+        }
+    }
+
+    /// Sets `apiVersion` to the version objects are stored at.
+    pub fn to_storage(&self, obj: &mut Value) {
+        if self.storage_version.is_some() {
+            obj["apiVersion"] = Value::String(self.storage_api_version());
+        }
+    }
+
+    /// Sets `apiVersion` to this resource's (served) version.
+    pub fn to_served(&self, obj: &mut Value) {
+        if self.storage_version.is_some() {
+            obj["apiVersion"] = Value::String(self.api_version());
+        }
+    }
+
+    /// The encoding of `obj` at this resource's version: custom resources stored at another
+    /// version are converted by rewriting `apiVersion`; everything else is served as stored.
+    pub fn serve(&self, json: &bytes::Bytes) -> bytes::Bytes {
+        if self.storage_version.is_none() {
+            return json.clone();
+        }
+        let want = self.api_version();
+        match serde_json::from_slice::<Value>(json) {
+            Ok(mut v) if v.get("apiVersion").and_then(Value::as_str) != Some(want.as_str()) => {
+                v["apiVersion"] = Value::String(want);
+                serde_json::to_vec(&v)
+                    .map(bytes::Bytes::from)
+                    .unwrap_or_else(|_| json.clone())
+            }
+            _ => json.clone(),
+        }
+    }
+
     /// `apiVersion` of the objects.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {
@@ -165,6 +209,7 @@ pub fn builtin() -> Vec<Resource> {
             subresources: r.subresources.iter().map(|s| s.name.to_owned()).collect(),
             schema: None,
             custom: false,
+            storage_version: None,
             printer: rudder_printers::Printer::for_kind(r.group, r.kind),
         })
         .collect()

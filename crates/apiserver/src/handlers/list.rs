@@ -111,7 +111,7 @@ pub(crate) fn object_response(
     obj: &CachedObject,
 ) -> Result<Response<Body>, ApiError> {
     match render(ctx)? {
-        Render::Json => Ok(json_response(code, obj.json.clone())),
+        Render::Json => Ok(json_response(code, ctx.resource.serve(&obj.json))),
         Render::Metadata => {
             let value = obj.value().map_err(ApiError::internal)?;
             Ok(json_response(
@@ -186,7 +186,7 @@ pub(crate) fn list_response(
         if i > 0 {
             out.put_u8(b',');
         }
-        out.put_slice(&o.json);
+        out.put_slice(&ctx.resource.serve(&o.json));
     }
     out.put_slice(b"]}");
     Ok(json_response(200, Bytes::from(out)))

@@ -39,6 +39,7 @@ fn event_line(kind: &str, json: &[u8]) -> Bytes {
 struct Encoder {
     table: Option<TableEncoder>,
     metadata_only: bool,
+    resource: std::sync::Arc<crate::resources::Resource>,
 }
 
 /// One-row Tables, as upstream sends them to `kubectl get -w`.
@@ -65,6 +66,7 @@ impl Encoder {
         Ok(Self {
             table,
             metadata_only: matches!(render(ctx), Ok(Render::Metadata)),
+            resource: ctx.resource.clone(),
         })
     }
 
@@ -77,7 +79,7 @@ impl Encoder {
             return event_line(kind, &serde_json::to_vec(&partial).unwrap_or_default());
         }
         let Some(t) = &self.table else {
-            return event_line(kind, &obj.json);
+            return event_line(kind, &self.resource.serve(&obj.json));
         };
         let Ok(value) = obj.value() else {
             return event_line(kind, &obj.json);

@@ -129,6 +129,7 @@ async fn create_object(
             &warnings,
         ));
     }
+    ctx.resource.to_storage(&mut obj);
     let stored = objects::to_stored(&obj)?;
     match ctx.server.store.create(&key, Bytes::from(stored)).await? {
         WriteOutcome::Written(kv) => {
@@ -175,7 +176,9 @@ async fn guaranteed_update(
         let kv = got.kv.ok_or_else(|| ctx.not_found())?;
         let current =
             CachedObject::decode(&key, &kv.value, kv.mod_revision).map_err(ApiError::internal)?;
-        let current = current.value().map_err(ApiError::internal)?;
+        let mut current = current.value().map_err(ApiError::internal)?;
+        // Custom resources may be stored at another version: mutate and compare at the served one.
+        ctx.resource.to_served(&mut current);
         let mut new = mutate(&current)?;
         objects::check_type(&mut new, &kind)?;
         let body_name = objects::meta_str(&new, "name");
@@ -242,6 +245,7 @@ async fn guaranteed_update(
                 DeleteOutcome::Conflict(_) => continue,
             }
         }
+        ctx.resource.to_storage(&mut new);
         let stored = objects::to_stored(&new)?;
         match ctx
             .server
