@@ -41,6 +41,15 @@ pub struct ServerArgs {
     /// Seconds between compactions of store history.
     #[arg(long, default_value_t = 300)]
     pub compaction_interval: u64,
+    /// Do not run a node agent in this process (a control-plane-only server).
+    #[arg(long)]
+    pub disable_agent: bool,
+    /// Name of this machine's Node (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Most pods the node accepts.
+    #[arg(long, default_value_t = 110)]
+    pub max_pods: u32,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -114,12 +123,63 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         kubeconfig.display()
     );
 
+    let (agent_stop, agent_task) = if args.disable_agent {
+        (None, None)
+    } else {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = start_agent(&args, &data_dir, &kubeconfig, rx).await?;
+        (Some(tx), Some(task))
+    };
+
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(tx) = agent_stop {
+        let _ = tx.send(());
+    }
+    if let Some(task) = agent_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), running.done).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts the in-process node agent, a client of the API like any other (through the admin
+/// kubeconfig until nodes get identities of their own).
+async fn start_agent(
+    args: &ServerArgs,
+    data_dir: &std::path::Path,
+    kubeconfig: &std::path::Path,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> Result<tokio::task::JoinHandle<()>> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the kubeconfig")?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("agent client configuration")?;
+    let client = kube::Client::try_from(config).context("agent client")?;
+    let node = rudder_node::node_object::NodeOptions {
+        name: args
+            .node_name
+            .clone()
+            .unwrap_or_else(rudder_node::machine::hostname),
+        max_pods: args.max_pods,
+        labels: Default::default(),
+    };
+    let agent_config = rudder_node::AgentConfig::new(node, data_dir.join("agent"));
+    let agent = rudder_node::Agent::new(client, agent_config).context("node agent")?;
+    tracing::info!(node = %agent.node_name(), "starting the node agent");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = agent
+            .run(async {
+                let _ = stop.await;
+            })
+            .await
+        {
+            tracing::error!(error = %e, "node agent stopped");
+        }
+    }))
 }
 
 fn advertised_host(bind: IpAddr) -> String {

@@ -1,0 +1,200 @@
+//! Registration and liveness: creates (or takes over) this machine's Node, renews its Lease in
+//! `kube-node-lease` every few seconds, and refreshes the Node's status — what the node lifecycle
+//! controller and the scheduler read to know the node is there and healthy.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+
+use crate::NodeError;
+use crate::machine::Machine;
+use crate::node_object::{self, NodeOptions};
+
+/// The field manager of the agent's writes.
+const MANAGER: &str = "rudder-agent";
+/// Seconds a lease stays valid without renewal (upstream's default).
+const LEASE_SECONDS: i32 = 40;
+
+/// How the agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The node's name, labels and pod limit.
+    pub node: NodeOptions,
+    /// Where the agent keeps its state (the filesystem measured as ephemeral storage).
+    pub data_dir: PathBuf,
+    /// How often the Lease is renewed.
+    pub lease_interval: Duration,
+    /// How often the Node's status is refreshed when nothing changed.
+    pub status_interval: Duration,
+}
+
+impl AgentConfig {
+    /// Upstream's intervals: lease every 10 s, status every minute.
+    pub fn new(node: NodeOptions, data_dir: PathBuf) -> Self {
+        Self {
+            node,
+            data_dir,
+            lease_interval: Duration::from_secs(10),
+            status_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A node agent bound to one API server.
+pub struct Agent {
+    client: kube::Client,
+    config: AgentConfig,
+    machine: Machine,
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+impl Agent {
+    /// Reads the machine's facts; no request is made yet.
+    pub fn new(client: kube::Client, config: AgentConfig) -> Result<Self, NodeError> {
+        let machine = Machine::detect(&config.data_dir)?;
+        Ok(Self {
+            client,
+            config,
+            machine,
+        })
+    }
+
+    /// The node's name.
+    pub fn node_name(&self) -> &str {
+        &self.config.node.name
+    }
+
+    /// Registers the node, then keeps its Lease and status fresh until `shutdown` resolves.
+    /// Failed renewals are logged and retried on the next tick: the API server may restart.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), NodeError> {
+        let node = self.register().await?;
+        tracing::info!(node = %self.node_name(), "node registered");
+        let uid = node.metadata.uid.clone().unwrap_or_default();
+        let mut lease_tick = tokio::time::interval(self.config.lease_interval);
+        let mut status_tick = tokio::time::interval(self.config.status_interval);
+        status_tick.tick().await; // registration just wrote the status
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return Ok(()),
+                _ = lease_tick.tick() => {
+                    if let Err(e) = self.renew_lease(&uid).await {
+                        tracing::warn!(error = %e, "renewing the node lease");
+                    }
+                }
+                _ = status_tick.tick() => {
+                    if let Err(e) = self.report_status().await {
+                        tracing::warn!(error = %e, "updating the node status");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Creates the Node, or takes over an existing one of the same name (a restart), setting
+    /// its labels and status.
+    pub async fn register(&self) -> Result<Node, NodeError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let wanted = node_object::node(&self.machine, &self.config.node, &now());
+        match nodes
+            .create(
+                &PostParams {
+                    field_manager: Some(MANAGER.into()),
+                    ..Default::default()
+                },
+                &wanted,
+            )
+            .await
+        {
+            Ok(created) => {
+                // Create ignores status (a subresource): write it separately.
+                self.report_status().await?;
+                Ok(created)
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 => {
+                let labels = serde_json::json!({"metadata": {"labels": wanted.metadata.labels}});
+                nodes
+                    .patch(
+                        self.node_name(),
+                        &PatchParams::default(),
+                        &Patch::Merge(labels),
+                    )
+                    .await?;
+                self.report_status().await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Writes the Node's current status.
+    pub async fn report_status(&self) -> Result<Node, NodeError> {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        let previous = nodes
+            .get_status(self.node_name())
+            .await?
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default();
+        let status = node_object::status(&self.machine, &self.config.node, &now(), true, &previous);
+        let patch = serde_json::json!({"status": status});
+        let params = PatchParams {
+            field_manager: Some(MANAGER.into()),
+            ..Default::default()
+        };
+        Ok(nodes
+            .patch_status(self.node_name(), &params, &Patch::Merge(patch))
+            .await?)
+    }
+
+    /// Renews (or creates) the node's Lease.
+    async fn renew_lease(&self, node_uid: &str) -> Result<(), NodeError> {
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
+        let renew = MicroTime(k8s_openapi::jiff::Timestamp::now());
+        let spec = LeaseSpec {
+            holder_identity: Some(self.node_name().to_owned()),
+            lease_duration_seconds: Some(LEASE_SECONDS),
+            renew_time: Some(renew),
+            ..Default::default()
+        };
+        match leases.get_opt(self.node_name()).await? {
+            Some(mut lease) => {
+                lease.spec = Some(spec);
+                leases
+                    .replace(self.node_name(), &PostParams::default(), &lease)
+                    .await?;
+            }
+            None => {
+                let lease = Lease {
+                    metadata: ObjectMeta {
+                        name: Some(self.node_name().to_owned()),
+                        namespace: Some("kube-node-lease".into()),
+                        // Deleting the Node deletes its lease (garbage collection).
+                        owner_references: (!node_uid.is_empty()).then(|| {
+                            vec![OwnerReference {
+                                api_version: "v1".into(),
+                                kind: "Node".into(),
+                                name: self.node_name().to_owned(),
+                                uid: node_uid.to_owned(),
+                                ..Default::default()
+                            }]
+                        }),
+                        ..Default::default()
+                    },
+                    spec: Some(spec),
+                };
+                leases.create(&PostParams::default(), &lease).await?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! rudder's node agent (the kubelet's role): registers this machine as a Node with its real
+//! capacity, keeps its heartbeat Lease and status current, and (with a container runtime) runs the
+//! pods bound to it.
+//!
+//! Everything goes through the API with kube-rs, as any other client: the agent never touches the
+//! store, so it runs the same inside `rudder server` and on another machine.
+
+mod heartbeat;
+pub mod machine;
+pub mod node_object;
+
+pub use heartbeat::{Agent, AgentConfig};
+
+/// Why the agent could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// An API request failed.
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    /// Reading this machine's facts (memory, disk, kernel) failed.
+    #[error("reading {what}: {source}")]
+    Machine {
+        /// What was being read.
+        what: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An object did not (de)serialize.
+    #[error("encoding {0}")]
+    Encode(#[from] serde_json::Error),
+}
