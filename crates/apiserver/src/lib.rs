@@ -67,6 +67,9 @@ pub struct Config {
     pub tls: Arc<rustls::ServerConfig>,
     /// How often store history is compacted.
     pub compaction_interval: std::time::Duration,
+    /// TLS client configuration for reaching node agents (`pods/log`); `None` answers such
+    /// requests with an error.
+    pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Loads the cache, creates the system namespaces, binds and serves until `shutdown`.
@@ -98,6 +101,7 @@ pub async fn start(
         cache,
         resources,
         config.advertise,
+        config.kubelet_client,
     ));
     let compactor = tokio::spawn(compactor::run(store, config.compaction_interval));
     let done = tokio::spawn(async move {

@@ -26,6 +26,9 @@ pub struct ApiServer {
     pub(crate) resources: Arc<Resources>,
     pub(crate) server_address: String,
     openapi_v2: crate::openapi_v2::OpenApiV2,
+    /// TLS to node agents (for `pods/log`): the API server's client certificate, verifying the
+    /// node's serving certificate against the cluster CA.
+    pub(crate) kubelet_client: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ApiServer {
@@ -35,6 +38,7 @@ impl ApiServer {
         cache: Arc<WatchCache>,
         resources: Arc<Resources>,
         server_address: String,
+        kubelet_client: Option<Arc<rustls::ClientConfig>>,
     ) -> Self {
         Self {
             store,
@@ -42,6 +46,7 @@ impl ApiServer {
             resources,
             server_address,
             openapi_v2: Default::default(),
+            kubelet_client,
         }
     }
 

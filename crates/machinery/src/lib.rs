@@ -9,6 +9,7 @@
 //! - [`json_patch`]: RFC 6902 JSON patch (`application/json-patch+json`);
 //! - [`strategic_merge_patch`] with [`merge_schema`]: `application/strategic-merge-patch+json`;
 //! - [`managed_fields`]: field ownership (`managedFields`) and server-side apply with conflicts;
+//! - [`quantity`]: resource quantities (`500m`, `1.5Gi`) as exact integers;
 //! - [`timestamp`]: RFC 3339 timestamps to and from Unix seconds;
 //! - [`name_validation`]: DNS-1123 names, label keys and values, path segments, `generateName`.
 //!
@@ -23,6 +24,7 @@ pub mod managed_fields;
 pub mod merge_patch;
 pub mod merge_schema;
 pub mod name_validation;
+pub mod quantity;
 mod selectable_fields;
 pub mod strategic_merge_patch;
 pub mod timestamp;

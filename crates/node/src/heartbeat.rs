@@ -3,16 +3,20 @@
 //! controller and the scheduler read to know the node is there and healthy.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use rudder_runtime::ContainerRuntime;
+use rudder_runtime::images::ImageStore;
 
 use crate::NodeError;
 use crate::machine::Machine;
 use crate::node_object::{self, NodeOptions};
+use crate::pod_worker::Shared;
 
 /// The field manager of the agent's writes.
 const MANAGER: &str = "rudder-agent";
@@ -30,6 +34,8 @@ pub struct AgentConfig {
     pub lease_interval: Duration,
     /// How often the Node's status is refreshed when nothing changed.
     pub status_interval: Duration,
+    /// TLS of the agent's HTTPS endpoint (on `node.kubelet_port`); `None` serves none.
+    pub kubelet_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl AgentConfig {
@@ -40,6 +46,7 @@ impl AgentConfig {
             data_dir,
             lease_interval: Duration::from_secs(10),
             status_interval: Duration::from_secs(60),
+            kubelet_tls: None,
         }
     }
 }
@@ -49,6 +56,7 @@ pub struct Agent {
     client: kube::Client,
     config: AgentConfig,
     machine: Machine,
+    runtime: Option<(Arc<dyn ContainerRuntime>, Arc<ImageStore>)>,
 }
 
 fn now() -> Time {
@@ -63,7 +71,18 @@ impl Agent {
             client,
             config,
             machine,
+            runtime: None,
         })
+    }
+
+    /// Runs the pods bound to this node on `runtime`, with images from `images`.
+    pub fn with_runtime(
+        mut self,
+        runtime: Arc<dyn ContainerRuntime>,
+        images: Arc<ImageStore>,
+    ) -> Self {
+        self.runtime = Some((runtime, images));
+        self
     }
 
     /// The node's name.
@@ -80,13 +99,57 @@ impl Agent {
         let node = self.register().await?;
         tracing::info!(node = %self.node_name(), "node registered");
         let uid = node.metadata.uid.clone().unwrap_or_default();
+        let (stop_pods, pods_stopped) = tokio::sync::oneshot::channel::<()>();
+        let pods_task = self.runtime.clone().map(|(runtime, images)| {
+            let shared = Arc::new(Shared {
+                client: self.client.clone(),
+                runtime,
+                images,
+                node_name: self.node_name().to_owned(),
+                host_ip: self
+                    .machine
+                    .internal_ip
+                    .clone()
+                    .unwrap_or_else(|| "127.0.0.1".into()),
+            });
+            tokio::spawn(crate::pods::run(shared, async {
+                let _ = pods_stopped.await;
+            }))
+        });
+        let (stop_endpoint, endpoint_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let (Some(tls), Some((runtime, _))) =
+            (self.config.kubelet_tls.clone(), self.runtime.clone())
+        {
+            let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.config.node.kubelet_port));
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(listener) => {
+                    tracing::info!(%addr, "node endpoint serving");
+                    tokio::spawn(crate::kubelet_server::serve(
+                        listener,
+                        tls,
+                        runtime,
+                        async {
+                            let _ = endpoint_stopped.await;
+                        },
+                    ));
+                }
+                Err(e) => tracing::error!(%addr, error = %e, "node endpoint (logs) not serving"),
+            }
+        }
         let mut lease_tick = tokio::time::interval(self.config.lease_interval);
         let mut status_tick = tokio::time::interval(self.config.status_interval);
         status_tick.tick().await; // registration just wrote the status
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                _ = &mut shutdown => return Ok(()),
+                _ = &mut shutdown => {
+                    let _ = stop_endpoint.send(());
+                    let _ = stop_pods.send(());
+                    if let Some(task) = pods_task {
+                        let _ = task.await;
+                    }
+                    return Ok(());
+                }
                 _ = lease_tick.tick() => {
                     if let Err(e) = self.renew_lease(&uid).await {
                         tracing::warn!(error = %e, "renewing the node lease");

@@ -6,8 +6,14 @@
 //! store, so it runs the same inside `rudder server` and on another machine.
 
 mod heartbeat;
+pub mod kubelet_server;
+pub mod logs;
 pub mod machine;
 pub mod node_object;
+pub mod pod_spec;
+pub mod pod_status;
+pub mod pod_worker;
+pub mod pods;
 
 pub use heartbeat::{Agent, AgentConfig};
 

@@ -28,6 +28,8 @@ pub struct NodeOptions {
     pub max_pods: u32,
     /// Extra labels.
     pub labels: BTreeMap<String, String>,
+    /// Port of the agent's HTTPS endpoint (logs), reported in `daemonEndpoints`.
+    pub kubelet_port: u16,
 }
 
 fn bytes_quantity(bytes: u64) -> Quantity {
@@ -150,7 +152,9 @@ pub fn status(
         conditions: Some(conditions(now, ready, previous)),
         addresses: Some(addresses),
         daemon_endpoints: Some(NodeDaemonEndpoints {
-            kubelet_endpoint: Some(DaemonEndpoint { port: 10250 }),
+            kubelet_endpoint: Some(DaemonEndpoint {
+                port: i32::from(opts.kubelet_port),
+            }),
         }),
         node_info: Some(NodeSystemInfo {
             machine_id: m.machine_id.clone(),
@@ -210,6 +214,7 @@ mod tests {
             name: "host-a".into(),
             max_pods: 110,
             labels: BTreeMap::new(),
+            kubelet_port: 10250,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The `rudder` binary: argument parsing and wiring; the components live in the library crates.
 
+mod image;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -17,11 +18,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs the control plane (store, API server) on this machine.
+    /// Runs the control plane (store, API server) and a node agent on this machine.
     Server(server::ServerArgs),
+    /// Manages the node's image store.
+    Image(image::ImageArgs),
 }
 
 fn main() -> anyhow::Result<()> {
+    // The embedded runtime re-executes this binary as the monitor of each sandbox and container;
+    // that mode takes raw arguments and must not parse or log like the CLI.
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == "shim") {
+        std::process::exit(rudder_runtime::embedded::shim_main(argv.collect()));
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -30,10 +39,11 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     match cli.command {
-        Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(server::run(args)),
+        Command::Image(args) => image::run(args),
     }
 }

@@ -50,6 +50,9 @@ pub struct ServerArgs {
     /// Most pods the node accepts.
     #[arg(long, default_value_t = 110)]
     pub max_pods: u32,
+    /// Port of the node agent's HTTPS endpoint (what `kubectl logs` goes through).
+    #[arg(long, default_value_t = 10250)]
+    pub kubelet_port: u16,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -101,6 +104,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         advertise: format!("{}:{}", advertised_host(args.bind_address), args.port),
         tls: pki.server_config().context("TLS configuration")?,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
+        kubelet_client: Some(kubelet_client(&pki)?),
     };
     let running = rudder_apiserver::start(store, config, async {
         let _ = stop_rx.await;
@@ -127,7 +131,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (None, None)
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = start_agent(&args, &data_dir, &kubeconfig, rx).await?;
+        let task = start_agent(&args, &data_dir, &kubeconfig, pki.server_config()?, rx).await?;
         (Some(tx), Some(task))
     };
 
@@ -151,6 +155,7 @@ async fn start_agent(
     args: &ServerArgs,
     data_dir: &std::path::Path,
     kubeconfig: &std::path::Path,
+    endpoint_tls: Arc<rustls::ServerConfig>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the kubeconfig")?;
@@ -166,9 +171,26 @@ async fn start_agent(
             .unwrap_or_else(rudder_node::machine::hostname),
         max_pods: args.max_pods,
         labels: Default::default(),
+        kubelet_port: args.kubelet_port,
     };
-    let agent_config = rudder_node::AgentConfig::new(node, data_dir.join("agent"));
-    let agent = rudder_node::Agent::new(client, agent_config).context("node agent")?;
+    let mut agent_config = rudder_node::AgentConfig::new(node, data_dir.join("agent"));
+    agent_config.kubelet_tls = Some(endpoint_tls);
+    let images = crate::image::store(data_dir)?;
+    let runtime = rudder_runtime::embedded::EmbeddedRuntime::new(
+        rudder_runtime::embedded::RuntimeOptions {
+            root: data_dir.join("containers"),
+            shim: rudder_runtime::embedded::ShimCommand {
+                program: std::env::current_exe().context("locating the rudder binary")?,
+                args: vec!["shim".into()],
+            },
+            cgroup_parent: "rudder".into(),
+        },
+        images.clone(),
+    )
+    .context("container runtime")?;
+    let agent = rudder_node::Agent::new(client, agent_config)
+        .context("node agent")?
+        .with_runtime(Arc::new(runtime), Arc::new(images));
     tracing::info!(node = %agent.node_name(), "starting the node agent");
     Ok(tokio::spawn(async move {
         if let Err(e) = agent
@@ -180,6 +202,13 @@ async fn start_agent(
             tracing::error!(error = %e, "node agent stopped");
         }
     }))
+}
+
+/// The API server's TLS to node agents: the admin certificate, HTTP/1.1 only (log streams).
+fn kubelet_client(pki: &rudder_pki::Pki) -> Result<Arc<rustls::ClientConfig>> {
+    let mut config = (*pki.admin_client_config().context("node client TLS")?).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 fn advertised_host(bind: IpAddr) -> String {

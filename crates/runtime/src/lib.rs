@@ -1,11 +1,20 @@
-//! rudder's container runtime; today its image store: pulling, importing, unpacking and
-//! garbage-collecting OCI images on the node's disk.
+//! rudder's container runtime: the [`ContainerRuntime`] trait the node agent drives, the
+//! embedded implementation of it ([`embedded::EmbeddedRuntime`]: namespaces, cgroups, overlayfs),
+//! and the image store those containers are made from.
 //!
-//! [`images::ImageStore`] is the entry point: it keeps blobs by sha256 digest, an index of image
+//! [`images::ImageStore`] keeps blobs by sha256 digest, an index of image
 //! references, and each layer unpacked once into a directory that overlayfs can stack as a lower
 //! dir. The `testing` feature adds [`testing`], which builds small busybox images offline and runs
 //! a local `docker-registry` for tests.
 
+pub mod embedded;
+mod error;
 pub mod images;
+mod runtime;
+mod types;
+
+pub use error::{Result, RuntimeError};
+pub use runtime::ContainerRuntime;
+pub use types::*;
 #[cfg(feature = "testing")]
 pub mod testing;

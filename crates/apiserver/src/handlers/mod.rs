@@ -4,6 +4,7 @@
 mod body;
 mod delete;
 mod list;
+mod node_proxy;
 mod read;
 mod watch;
 mod write;
@@ -107,6 +108,7 @@ pub(crate) async fn resource(
     match (ctx.target.verb, ctx.target.subresource.as_deref()) {
         (Verb::Get, None | Some("status")) => read::get(&ctx).await,
         (Verb::Get, Some("scale")) => read::get_scale(&ctx).await,
+        (Verb::Get, Some("log")) => node_proxy::pod_log(&ctx).await,
         (Verb::List, None) => list::list(&ctx).await,
         (Verb::Watch, None) => watch::watch(&ctx).await,
         (Verb::Create, None) => write::create(ctx).await,

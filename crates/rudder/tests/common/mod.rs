@@ -17,11 +17,19 @@ pub const KUBECTLS: &[&str] = &[
     "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
 ];
 
+/// Work to do with the data dir once the server stopped.
+type Cleanup = Box<dyn FnOnce(&Path)>;
+
 /// A running `rudder server`.
 pub struct Server {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// Port of the node agent's endpoint (free, so tests can run side by side).
+    pub kubelet_port: u16,
+    /// Run with the data dir after the server stopped and before the dir is removed (cleaning up
+    /// what outlives the server, such as containers).
+    after_stop: Vec<Cleanup>,
 }
 
 fn free_port() -> u16 {
@@ -37,6 +45,8 @@ impl Server {
             child: None,
             dir,
             port: free_port(),
+            kubelet_port: free_port(),
+            after_stop: Vec::new(),
         };
         s.spawn();
         s
@@ -51,6 +61,8 @@ impl Server {
                 "127.0.0.1",
                 "--port",
                 &self.port.to_string(),
+                "--kubelet-port",
+                &self.kubelet_port.to_string(),
             ])
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -212,11 +224,22 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Registers cleanup to run once the server has stopped (also when the test fails).
+    pub fn after_stop(&mut self, f: impl FnOnce(&Path) + 'static) {
+        self.after_stop.push(Box::new(f));
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        let data = self.data_dir();
+        for f in self.after_stop.drain(..) {
+            f(&data);
         }
     }
 }

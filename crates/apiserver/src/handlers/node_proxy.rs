@@ -1,0 +1,183 @@
+//! `pods/{name}/log`: proxied to the node agent that runs the pod (its kubelet endpoint), as
+//! kube-apiserver does, streaming the answer back (so `kubectl logs -f` follows).
+
+use std::sync::Arc;
+
+use http_body_util::BodyExt;
+use hyper::Response;
+use serde_json::Value;
+
+use super::Ctx;
+use crate::http::Body;
+use crate::keys;
+use crate::status::ApiError;
+
+/// The query parameters of `PodLogOptions` passed on to the node.
+const LOG_PARAMS: &[&str] = &[
+    "follow",
+    "previous",
+    "tailLines",
+    "sinceSeconds",
+    "sinceTime",
+    "timestamps",
+    "limitBytes",
+];
+
+fn service_unavailable(message: String) -> ApiError {
+    ApiError::internal(message)
+}
+
+/// GET `pods/{name}/log`.
+pub(crate) async fn pod_log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let pod = super::read::fetch(ctx)
+        .await?
+        .value()
+        .map_err(ApiError::internal)?;
+    let name = ctx.name();
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            pod.pointer("/spec/initContainers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let container = match ctx.query.get("container") {
+        Some(c) if !c.is_empty() => {
+            if !containers.contains(c) {
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            c.clone()
+        }
+        _ if containers.len() == 1 => containers[0].clone(),
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let node = ctx
+        .server
+        .cache
+        .get(&keys::object_key("", "nodes", None, node_name))
+        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?
+        .value()
+        .map_err(ApiError::internal)?;
+    let (address, hostname, port) = kubelet_endpoint(&node, node_name);
+    let ns = ctx.target.namespace.as_deref().unwrap_or("default");
+    let query: Vec<String> = LOG_PARAMS
+        .iter()
+        .filter_map(|p| ctx.query.get(*p).map(|v| format!("{p}={v}")))
+        .collect();
+    let path = format!("/containerLogs/{ns}/{name}/{container}?{}", query.join("&"));
+    let tls = ctx
+        .server
+        .kubelet_client
+        .clone()
+        .ok_or_else(|| service_unavailable("no client credentials for node agents".into()))?;
+    get_from_node(tls, &address, &hostname, port, &path).await
+}
+
+/// Where the node's agent listens: its InternalIP (else its host name), the host name to verify
+/// its certificate against, and its port.
+fn kubelet_endpoint(node: &Value, node_name: &str) -> (String, String, u16) {
+    let addresses = node.pointer("/status/addresses").and_then(Value::as_array);
+    let of = |t: &str| {
+        addresses
+            .into_iter()
+            .flatten()
+            .find(|a| a["type"] == t)
+            .and_then(|a| a["address"].as_str())
+            .map(str::to_owned)
+    };
+    let hostname = of("Hostname").unwrap_or_else(|| node_name.to_owned());
+    let address = of("InternalIP").unwrap_or_else(|| hostname.clone());
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(10250);
+    (address, hostname, port)
+}
+
+async fn get_from_node(
+    tls: Arc<rustls::ClientConfig>,
+    address: &str,
+    hostname: &str,
+    port: u16,
+    path: &str,
+) -> Result<Response<Body>, ApiError> {
+    let unreachable =
+        |e: String| service_unavailable(format!("error dialing the node {address}:{port}: {e}"));
+    let tcp = tokio::net::TcpStream::connect((address, port))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let server_name = rustls::pki_types::ServerName::try_from(hostname.to_owned())
+        .map_err(|e| unreachable(e.to_string()))?;
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = hyper::Request::get(path)
+        .header("host", format!("{hostname}:{port}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default();
+        return Err(ApiError::bad_request(body.trim().to_owned()));
+    }
+    // Stream the node's answer through; a broken node connection ends the body.
+    let (tx, rx) = tokio::sync::mpsc::channel::<
+        Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >(16);
+    let mut incoming = resp.into_body();
+    tokio::spawn(async move {
+        while let Some(Ok(frame)) = incoming.frame().await {
+            if let Ok(data) = frame.into_data()
+                && tx.send(Ok(hyper::body::Frame::data(data))).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    let body =
+        http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed();
+    let mut out = Response::new(body);
+    out.headers_mut()
+        .insert("content-type", http::HeaderValue::from_static("text/plain"));
+    Ok(out)
+}

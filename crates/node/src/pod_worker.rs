@@ -1,0 +1,547 @@
+//! One task per pod bound to this node: pulls images, creates the sandbox, runs init containers
+//! in order and then the app containers, restarts them by the pod's `restartPolicy` with
+//! exponential back-off (`CrashLoopBackOff`), reports status, and on deletion stops everything
+//! within the grace period and removes the pod.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use rudder_runtime::images::{ImageStore, PullDecision, PullOptions, PullPolicy, Reference};
+use rudder_runtime::{ContainerId, ContainerRuntime, ContainerState, SandboxId};
+use tokio::sync::watch;
+
+use crate::pod_spec::{self, EnvSources, PodContext};
+use crate::pod_status::{self, ContainerView, State, Terminated};
+
+/// First restart delay, doubled after each crash up to [`MAX_BACKOFF`] (upstream's values).
+const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How often running containers are checked for exits.
+const POLL: Duration = Duration::from_millis(250);
+
+/// What a pod worker shares with the others.
+pub struct Shared {
+    pub client: kube::Client,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub images: Arc<ImageStore>,
+    pub node_name: String,
+    pub host_ip: String,
+}
+
+/// The runtime's view of one container of the pod, plus restart bookkeeping.
+#[derive(Default)]
+struct Slot {
+    id: Option<ContainerId>,
+    /// The last exited container, kept for its logs (`kubectl logs --previous`) until the next
+    /// one starts.
+    previous: Option<ContainerId>,
+    attempt: u32,
+    restarts: i32,
+    last_exit: Option<Terminated>,
+    waiting: Option<(String, Option<String>)>,
+    backoff: Duration,
+    retry_at: Option<Instant>,
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+fn time_of(t: Option<std::time::SystemTime>) -> Option<Time> {
+    let t = t?;
+    let ts = k8s_openapi::jiff::Timestamp::try_from(t).ok()?;
+    Some(Time(ts))
+}
+
+/// Runs the pod until it is deleted (then cleans up) or its receiver closes.
+pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
+    let mut worker = Worker {
+        shared,
+        sandbox: None,
+        init: BTreeMap::new(),
+        app: BTreeMap::new(),
+        last_status: None,
+    };
+    loop {
+        let pod = pod_rx.borrow_and_update().clone();
+        if pod.metadata.deletion_timestamp.is_some() {
+            worker.terminate(&pod).await;
+            return;
+        }
+        if let Err(e) = worker.step(&pod).await {
+            tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod worker step failed");
+        }
+        tokio::select! {
+            changed = pod_rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+struct Worker {
+    shared: Arc<Shared>,
+    sandbox: Option<SandboxId>,
+    init: BTreeMap<String, Slot>,
+    app: BTreeMap<String, Slot>,
+    last_status: Option<PodStatus>,
+}
+
+type StepResult = Result<(), String>;
+
+impl Worker {
+    async fn step(&mut self, pod: &Pod) -> StepResult {
+        let Some(spec) = pod.spec.clone() else {
+            return Ok(());
+        };
+        let policy = spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let sandbox = match &self.sandbox {
+            Some(s) => s.clone(),
+            None => {
+                let id = self
+                    .shared
+                    .runtime
+                    .run_pod_sandbox(pod_spec::sandbox_config(pod, 0))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.sandbox = Some(id.clone());
+                id
+            }
+        };
+        let sources = self.env_sources(pod).await;
+        // Init containers, one at a time, each to success.
+        let mut init_done = true;
+        for c in spec.init_containers.iter().flatten() {
+            let slot = self.init.entry(c.name.clone()).or_default();
+            let exited_ok =
+                slot.last_exit.as_ref().is_some_and(|t| t.exit_code == 0) && slot.id.is_none();
+            if exited_ok {
+                continue;
+            }
+            init_done = false;
+            let policy_for_init = if policy == "Always" {
+                "OnFailure"
+            } else {
+                policy.as_str()
+            };
+            drive(
+                &self.shared,
+                pod,
+                c,
+                &sandbox,
+                slot,
+                policy_for_init,
+                &sources,
+            )
+            .await;
+            break;
+        }
+        if init_done {
+            for c in &spec.containers {
+                let slot = self.app.entry(c.name.clone()).or_default();
+                drive(&self.shared, pod, c, &sandbox, slot, &policy, &sources).await;
+            }
+        }
+        self.report(pod, &policy).await
+    }
+
+    async fn env_sources(&self, pod: &Pod) -> EnvSources {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let mut out = EnvSources::default();
+        let spec = pod.spec.as_ref();
+        let containers = spec
+            .map(|s| {
+                s.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(s.containers.iter())
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+            Api::namespaced(self.shared.client.clone(), &ns);
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.shared.client.clone(), &ns);
+        for c in &containers {
+            let mut cm_names = Vec::new();
+            let mut secret_names = Vec::new();
+            for e in c.env.iter().flatten() {
+                if let Some(f) = &e.value_from {
+                    if let Some(r) = &f.config_map_key_ref {
+                        cm_names.push(r.name.clone());
+                    }
+                    if let Some(r) = &f.secret_key_ref {
+                        secret_names.push(r.name.clone());
+                    }
+                }
+            }
+            for f in c.env_from.iter().flatten() {
+                if let Some(r) = &f.config_map_ref {
+                    cm_names.push(r.name.clone());
+                }
+                if let Some(r) = &f.secret_ref {
+                    secret_names.push(r.name.clone());
+                }
+            }
+            for name in cm_names {
+                if let Ok(Some(cm)) = cms.get_opt(&name).await {
+                    out.config_maps.insert(name, cm.data.unwrap_or_default());
+                }
+            }
+            for name in secret_names {
+                if let Ok(Some(s)) = secrets.get_opt(&name).await {
+                    let data = s
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect();
+                    out.secrets.insert(name, data);
+                }
+            }
+        }
+        out
+    }
+
+    /// Builds the status from the slots and writes it when it changed.
+    async fn report(&mut self, pod: &Pod, policy: &str) -> StepResult {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let views =
+            |containers: &[Container],
+             slots: &BTreeMap<String, Slot>,
+             statuses: &BTreeMap<String, rudder_runtime::ContainerStatus>| {
+                containers
+                    .iter()
+                    .map(|c| view_of(c, slots.get(&c.name), statuses.get(&c.name)))
+                    .collect::<Vec<_>>()
+            };
+        let mut statuses = BTreeMap::new();
+        for (name, slot) in self.init.iter().chain(self.app.iter()) {
+            if let Some(id) = &slot.id
+                && let Ok(st) = self.shared.runtime.container_status(id).await
+            {
+                statuses.insert(name.clone(), st);
+            }
+        }
+        let init = views(
+            spec.init_containers.as_deref().unwrap_or_default(),
+            &self.init,
+            &statuses,
+        );
+        let app = views(&spec.containers, &self.app, &statuses);
+        let previous = pod.status.clone().unwrap_or_default();
+        let observed = pod_status::Observed {
+            restart_policy: policy,
+            init: &init,
+            app: &app,
+            sandbox_ready: self.sandbox.is_some(),
+            host_ip: &self.shared.host_ip,
+            pod_ip: None,
+        };
+        let mut status = pod_status::pod_status(&previous, &observed, &now());
+        // Keep times stable when nothing else changed, so an unchanged pod writes nothing.
+        if let Some(last) = &self.last_status
+            && same_but_times(last, &status)
+        {
+            return Ok(());
+        }
+        status.start_time = previous.start_time.clone().or(status.start_time);
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+        );
+        let patch = serde_json::json!({"status": status});
+        let params = PatchParams {
+            field_manager: Some("rudder-agent".into()),
+            ..Default::default()
+        };
+        api.patch_status(
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &params,
+            &Patch::Merge(patch),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.last_status = Some(status);
+        Ok(())
+    }
+
+    /// Stops the pod within its grace period, removes what the runtime holds, then deletes the
+    /// Pod object for good (the API server keeps it until the node confirms).
+    async fn terminate(&mut self, pod: &Pod) {
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30);
+        let grace = Duration::from_secs(u64::try_from(grace).unwrap_or(0));
+        let ids: Vec<ContainerId> = self
+            .app
+            .values()
+            .chain(self.init.values())
+            .flat_map(|s| s.id.iter().chain(s.previous.iter()).cloned())
+            .collect();
+        let stops = ids
+            .iter()
+            .map(|id| self.shared.runtime.stop_container(id, grace));
+        for r in futures::future::join_all(stops).await {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "stopping a container");
+            }
+        }
+        for id in &ids {
+            let _ = self.shared.runtime.remove_container(id).await;
+        }
+        if let Some(sb) = self.sandbox.take() {
+            let _ = self.shared.runtime.stop_pod_sandbox(&sb).await;
+            let _ = self.shared.runtime.remove_pod_sandbox(&sb).await;
+        }
+        let api: Api<Pod> = Api::namespaced(
+            self.shared.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+        );
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        if let Err(e) = api
+            .delete(pod.metadata.name.as_deref().unwrap_or_default(), &params)
+            .await
+        {
+            tracing::warn!(pod = ?pod.metadata.name, error = %e, "removing a terminated pod");
+        }
+    }
+}
+
+fn same_but_times(a: &PodStatus, b: &PodStatus) -> bool {
+    let strip = |s: &PodStatus| {
+        let mut s = s.clone();
+        s.start_time = None;
+        for c in s.conditions.iter_mut().flatten() {
+            c.last_transition_time = None;
+            c.last_probe_time = None;
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+/// The agent's view of a container for status purposes.
+fn view_of(
+    c: &Container,
+    slot: Option<&Slot>,
+    st: Option<&rudder_runtime::ContainerStatus>,
+) -> ContainerView {
+    let waiting = |reason: &str, message: Option<String>| State::Waiting {
+        reason: reason.into(),
+        message,
+    };
+    let state = match (slot, st) {
+        (Some(s), _) if s.waiting.is_some() => {
+            let (r, m) = s.waiting.clone().unwrap_or_default();
+            waiting(&r, m)
+        }
+        (_, Some(st)) => match st.state {
+            ContainerState::Running => State::Running {
+                started_at: time_of(st.started_at).unwrap_or_else(now),
+            },
+            ContainerState::Exited => State::Terminated(exit_of(st)),
+            ContainerState::Created => waiting("ContainerCreating", None),
+        },
+        (Some(s), None) => match &s.last_exit {
+            Some(t) => State::Terminated(t.clone()),
+            None => waiting("ContainerCreating", None),
+        },
+        (None, None) => waiting("ContainerCreating", None),
+    };
+    let last_terminated = slot.and_then(|s| {
+        // While running or waiting, the previous exit is the last state.
+        match &state {
+            State::Terminated(_) => None,
+            _ => s.last_exit.clone(),
+        }
+    });
+    ContainerView {
+        name: c.name.clone(),
+        image: c.image.clone().unwrap_or_default(),
+        image_id: st.map(|s| s.image_id.clone()).unwrap_or_default(),
+        container_id: st.map(|s| format!("rudder://{}", s.id)),
+        state,
+        last_terminated,
+        restart_count: slot.map_or(0, |s| s.restarts),
+        // Readiness probes come with the prober; until then a running container is ready.
+        ready: true,
+        started: true,
+    }
+}
+
+fn exit_of(st: &rudder_runtime::ContainerStatus) -> Terminated {
+    Terminated {
+        exit_code: st.exit_code.unwrap_or(-1),
+        reason: st
+            .reason
+            .map(|r| r.as_str().to_owned())
+            .unwrap_or_else(|| "Error".into()),
+        message: st.message.clone(),
+        started_at: time_of(st.started_at),
+        finished_at: time_of(st.finished_at),
+        container_id: Some(format!("rudder://{}", st.id)),
+    }
+}
+
+/// Moves one container along: pull, create and start it, notice its exit, and restart it after
+/// the back-off when the policy says so.
+async fn drive(
+    shared: &Shared,
+    pod: &Pod,
+    c: &Container,
+    sandbox: &SandboxId,
+    slot: &mut Slot,
+    policy: &str,
+    sources: &EnvSources,
+) {
+    if let Some(id) = slot.id.clone() {
+        match shared.runtime.container_status(&id).await {
+            Ok(st) if st.state == ContainerState::Exited => {
+                let exit = exit_of(&st);
+                let restart = match policy {
+                    "Always" => true,
+                    "OnFailure" => exit.exit_code != 0,
+                    _ => false,
+                };
+                if let Some(older) = slot.previous.replace(id) {
+                    let _ = shared.runtime.remove_container(&older).await;
+                }
+                slot.id = None;
+                slot.last_exit = Some(exit);
+                if restart {
+                    slot.backoff = if slot.backoff.is_zero() {
+                        INITIAL_BACKOFF
+                    } else {
+                        (slot.backoff * 2).min(MAX_BACKOFF)
+                    };
+                    // A container that ran long enough resets the back-off, as upstream does.
+                    if st
+                        .started_at
+                        .zip(st.finished_at)
+                        .and_then(|(a, b)| b.duration_since(a).ok())
+                        .is_some_and(|d| d > Duration::from_secs(600))
+                    {
+                        slot.backoff = INITIAL_BACKOFF;
+                    }
+                    slot.retry_at = Some(Instant::now() + slot.backoff);
+                    slot.waiting = Some((
+                        "CrashLoopBackOff".into(),
+                        Some(format!(
+                            "back-off {}s restarting failed container={} pod={}",
+                            slot.backoff.as_secs(),
+                            c.name,
+                            pod.metadata.name.clone().unwrap_or_default()
+                        )),
+                    ));
+                }
+                return;
+            }
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(container = %c.name, error = %e, "container status");
+                return;
+            }
+        }
+    }
+    // Not running: start it unless it finished for good or is backing off.
+    let finished_for_good = match (&slot.last_exit, policy) {
+        (Some(_), "Never") => true,
+        (Some(t), "OnFailure") => t.exit_code == 0,
+        _ => false,
+    };
+    if finished_for_good {
+        slot.waiting = None;
+        return;
+    }
+    if slot.retry_at.is_some_and(|at| Instant::now() < at) {
+        return;
+    }
+    let image = c.image.clone().unwrap_or_default();
+    if let Err(e) = ensure_image(shared, &image, c.image_pull_policy.as_deref()).await {
+        slot.waiting = Some(("ErrImagePull".into(), Some(e)));
+        slot.retry_at = Some(Instant::now() + INITIAL_BACKOFF);
+        return;
+    }
+    let ctx = PodContext {
+        host_ip: shared.host_ip.clone(),
+        pod_ip: String::new(),
+    };
+    let attempt = slot.attempt;
+    let config = match pod_spec::container_config(pod, c, attempt, &ctx, sources) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            slot.waiting = Some(("CreateContainerConfigError".into(), Some(e.to_string())));
+            return;
+        }
+    };
+    let created = shared.runtime.create_container(sandbox, config).await;
+    let id = match created {
+        Ok(id) => id,
+        Err(e) => {
+            slot.waiting = Some(("CreateContainerError".into(), Some(e.to_string())));
+            slot.retry_at = Some(Instant::now() + INITIAL_BACKOFF);
+            return;
+        }
+    };
+    if let Err(e) = shared.runtime.start_container(&id).await {
+        slot.waiting = Some(("RunContainerError".into(), Some(e.to_string())));
+    } else {
+        slot.waiting = None;
+    }
+    if slot.last_exit.is_some() {
+        slot.restarts += 1;
+    }
+    slot.attempt += 1;
+    slot.id = Some(id);
+    slot.retry_at = None;
+}
+
+/// Pulls the image when the pull policy asks for it.
+async fn ensure_image(shared: &Shared, image: &str, policy: Option<&str>) -> Result<(), String> {
+    let reference: Reference = image
+        .parse()
+        .map_err(|e: rudder_runtime::images::ImageError| e.to_string())?;
+    let policy = PullPolicy::from_spec(policy, &reference).map_err(|e| e.to_string())?;
+    let present = shared.images.contains(image).map_err(|e| e.to_string())?;
+    match rudder_runtime::images::decide(policy, present) {
+        PullDecision::UseLocal => Ok(()),
+        PullDecision::Pull => {
+            tracing::info!(image, "pulling image");
+            shared
+                .images
+                .pull(image, &PullOptions::default())
+                .await
+                .map_err(|e| e.to_string())?;
+            tracing::info!(image, "pulled image");
+            Ok(())
+        }
+        PullDecision::NeverPullMissing => Err(format!(
+            "Container image \"{image}\" is not present with pull policy of Never"
+        )),
+    }
+}

@@ -1,0 +1,66 @@
+//! Watches the pods bound to this node and keeps one [`pod_worker`](crate::pod_worker) task per
+//! pod, feeding it each new version of its Pod.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::runtime::watcher;
+use tokio::sync::watch;
+
+use crate::pod_worker::{self, Shared};
+
+/// Runs until `shutdown` resolves; workers keep their containers running when it does (a
+/// restarted agent adopts them).
+pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output = ()>) {
+    let pods: Api<Pod> = Api::all(shared.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
+    let mut events = watcher(pods, config).boxed();
+    let mut workers: HashMap<String, watch::Sender<Pod>> = HashMap::new();
+    tokio::pin!(shutdown);
+    loop {
+        let event = tokio::select! {
+            _ = &mut shutdown => return,
+            e = events.next() => e,
+        };
+        match event {
+            Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                match workers.get(&uid) {
+                    Some(tx) => {
+                        let _ = tx.send(pod);
+                    }
+                    None => {
+                        let (tx, rx) = watch::channel(pod);
+                        tokio::spawn(pod_worker::run(shared.clone(), rx));
+                        workers.insert(uid, tx);
+                    }
+                }
+            }
+            Some(Ok(watcher::Event::Delete(mut pod))) => {
+                // Gone from the API without the agent's final delete (a forced delete): stop
+                // everything at once.
+                let uid = pod.metadata.uid.clone().unwrap_or_default();
+                if let Some(tx) = workers.remove(&uid) {
+                    if pod.metadata.deletion_timestamp.is_none() {
+                        pod.metadata.deletion_timestamp =
+                            Some(Time(k8s_openapi::jiff::Timestamp::now()));
+                    }
+                    pod.metadata.deletion_grace_period_seconds = Some(0);
+                    let _ = tx.send(pod);
+                }
+            }
+            Some(Ok(watcher::Event::Init | watcher::Event::InitDone)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "watching this node's pods");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            None => return,
+        }
+        // Drop senders of workers that finished (their pods were deleted).
+        workers.retain(|_, tx| !tx.is_closed());
+    }
+}

@@ -1,0 +1,181 @@
+//! End to end, as root: pods bound to the server's node run as real containers — an image
+//! imported with `rudder image import`, a pod that runs to completion, a crashing pod backing off
+//! (`CrashLoopBackOff`), its output through `kubectl logs`, and a deleted pod whose processes
+//! are gone.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{KUBECTLS, Server, json};
+use rudder_runtime::testing::TestImage;
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn pod(name: &str, node: &str, restart: &str, command: &[&str]) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "restartPolicy": restart,
+            "terminationGracePeriodSeconds": 2,
+            "containers": [{
+                "name": "main", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
+                "command": command, "env": [{"name": "WHO", "value": "rudder"}],
+            }],
+        },
+    })
+    .to_string()
+}
+
+/// Removes every container and sandbox the node left in `data` (even when the test fails):
+/// containers outlive the agent by design, so stopping the server alone would leak them.
+fn remove_containers(data: &std::path::Path) {
+    use rudder_runtime::ContainerRuntime;
+    use rudder_runtime::embedded::{EmbeddedRuntime, RuntimeOptions, ShimCommand};
+    let Ok(images) = rudder_runtime::images::ImageStore::open(data.join("images")) else {
+        return;
+    };
+    let opts = RuntimeOptions {
+        root: data.join("containers"),
+        shim: ShimCommand {
+            program: env!("CARGO_BIN_EXE_rudder").into(),
+            args: vec!["shim".into()],
+        },
+        cgroup_parent: "rudder".into(),
+    };
+    let Ok(rt) = EmbeddedRuntime::new(opts, images) else {
+        return;
+    };
+    let Ok(tokio_rt) = tokio::runtime::Runtime::new() else {
+        return;
+    };
+    tokio_rt.block_on(async {
+        for c in rt
+            .list_containers(Default::default())
+            .await
+            .unwrap_or_default()
+        {
+            let _ = rt.stop_container(&c.id, Duration::ZERO).await;
+            let _ = rt.remove_container(&c.id).await;
+        }
+        for sb in rt.list_pod_sandboxes().await.unwrap_or_default() {
+            let _ = rt.stop_pod_sandbox(&sb.id).await;
+            let _ = rt.remove_pod_sandbox(&sb.id).await;
+        }
+    });
+}
+
+#[test]
+fn pods_run_as_containers() {
+    let mut s = Server::start();
+    s.after_stop(remove_containers);
+    let k = KUBECTLS[KUBECTLS.len() - 1];
+
+    // An image built offline from busybox-static, imported into the node's store.
+    let archive = s.dir.path().join("busybox.tar");
+    TestImage::busybox()
+        .and_then(|i| i.write_oci_layout(&archive, "docker.io/library/busybox:1.36"))
+        .expect("build the busybox image");
+    let out = Command::new(env!("CARGO_BIN_EXE_rudder"))
+        .args(["image", "import"])
+        .arg(&archive)
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .output()
+        .expect("rudder image import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("busybox:1.36"));
+
+    let node = wait_for("the node", 30, || {
+        let list = json(&s.ok_kubectl(k, &["get", "nodes", "-o", "json"]));
+        list["items"][0]["metadata"]["name"]
+            .as_str()
+            .map(str::to_owned)
+    });
+
+    // Runs to completion.
+    s.create(
+        k,
+        Some("default"),
+        &pod(
+            "hello",
+            &node,
+            "Never",
+            &["sh", "-c", "echo hello $WHO; exit 0"],
+        ),
+    );
+    let done = wait_for("hello to succeed", 60, || {
+        let p = json(&s.ok_kubectl(k, &["get", "pod", "hello", "-o", "json"]));
+        (p["status"]["phase"] == "Succeeded").then_some(p)
+    });
+    let term = &done["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(term["exitCode"], 0, "{done}");
+    assert_eq!(term["reason"], "Completed");
+    // Its output, through the API server and the node's endpoint.
+    let logs = s.ok_kubectl(k, &["logs", "hello"]);
+    assert_eq!(logs, "hello rudder\n");
+    let stamped = s.ok_kubectl(k, &["logs", "hello", "--timestamps", "--tail=1"]);
+    assert!(
+        stamped.ends_with(" hello rudder\n") && stamped.starts_with("20"),
+        "{stamped}"
+    );
+
+    // Crashes and backs off, restarting.
+    s.create(
+        k,
+        Some("default"),
+        &pod("crash", &node, "Always", &["sh", "-c", "exit 3"]),
+    );
+    let crashed = wait_for("crash to back off", 60, || {
+        let p = json(&s.ok_kubectl(k, &["get", "pod", "crash", "-o", "json"]));
+        let cs = &p["status"]["containerStatuses"][0];
+        (cs["state"]["waiting"]["reason"] == "CrashLoopBackOff").then(|| cs.clone())
+    });
+    assert_eq!(
+        crashed["lastState"]["terminated"]["exitCode"], 3,
+        "{crashed}"
+    );
+
+    // A long-running pod runs, then deleting it stops its process and removes it.
+    s.create(
+        k,
+        Some("default"),
+        &pod("sleeper", &node, "Always", &["sleep", "3600"]),
+    );
+    wait_for("sleeper to run", 60, || {
+        let p = json(&s.ok_kubectl(k, &["get", "pod", "sleeper", "-o", "json"]));
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    s.ok_kubectl(k, &["delete", "pod", "sleeper", "--wait=false"]);
+    wait_for("sleeper to be gone", 60, || {
+        let out = s.kubectl(k, &["get", "pod", "sleeper"]);
+        (!out.status.success()).then_some(())
+    });
+    s.ok_kubectl(
+        k,
+        &[
+            "delete",
+            "pod",
+            "crash",
+            "hello",
+            "--wait=true",
+            "--timeout=60s",
+        ],
+    );
+}

@@ -1,0 +1,296 @@
+//! Pure resolution of a container's process from its config and its image: command line
+//! (Kubernetes' Entrypoint/Cmd rules), environment, working dir, user and capabilities.
+
+use crate::error::{Result, RuntimeError};
+use crate::images::ImageConfig;
+use crate::types::{ContainerConfig, SecurityConfig};
+
+/// Docker's (and containerd's) default capability set for unprivileged containers.
+pub(crate) const DEFAULT_CAPS: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// Capability names in kernel numbering order (`CAP_CHOWN` = 0 ... `CAP_CHECKPOINT_RESTORE` = 40).
+pub(crate) const CAP_NAMES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Every capability this table knows.
+pub(crate) fn all_caps() -> u64 {
+    (1u64 << CAP_NAMES.len()) - 1
+}
+
+fn cap_bit(name: &str) -> Result<u64> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    CAP_NAMES
+        .iter()
+        .position(|n| *n == bare)
+        .map(|i| 1u64 << i)
+        .ok_or_else(|| RuntimeError::InvalidConfig(format!("unknown capability {name:?}")))
+}
+
+/// The capability mask a container keeps: everything when privileged; otherwise Docker's
+/// default set minus `drop` (`ALL` empties it) plus `add` (`ALL` fills it), as Kubernetes does.
+pub(crate) fn capabilities(sec: &SecurityConfig) -> Result<u64> {
+    if sec.privileged {
+        return Ok(all_caps());
+    }
+    let mut mask = 0;
+    for name in DEFAULT_CAPS {
+        mask |= cap_bit(name)?;
+    }
+    for name in &sec.capabilities_drop {
+        if name.eq_ignore_ascii_case("ALL") {
+            mask = 0;
+        } else {
+            mask &= !cap_bit(name)?;
+        }
+    }
+    for name in &sec.capabilities_add {
+        if name.eq_ignore_ascii_case("ALL") {
+            mask = all_caps();
+        } else {
+            mask |= cap_bit(name)?;
+        }
+    }
+    Ok(mask)
+}
+
+/// The command line: `command` replaces the Entrypoint (and drops the image's Cmd), `args`
+/// replaces the Cmd; the result is Entrypoint + Cmd.
+pub(crate) fn argv(config: &ContainerConfig, image: &ImageConfig) -> Result<Vec<String>> {
+    let entrypoint: Vec<String> = if config.command.is_empty() {
+        image.entrypoint.clone().unwrap_or_default()
+    } else {
+        config.command.clone()
+    };
+    let cmd: Vec<String> = if !config.args.is_empty() {
+        config.args.clone()
+    } else if config.command.is_empty() {
+        image.cmd.clone().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if argv.is_empty() {
+        return Err(RuntimeError::InvalidConfig(
+            "no command: neither the container nor the image names one".into(),
+        ));
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(RuntimeError::InvalidConfig(
+            "NUL byte in the command".into(),
+        ));
+    }
+    Ok(argv)
+}
+
+/// The environment: the image's, overridden by the config's by name, plus a default `PATH` and
+/// `HOSTNAME` as Docker and containerd set them.
+pub(crate) fn env(config: &ContainerConfig, image: &ImageConfig, hostname: &str) -> Vec<String> {
+    let mut vars: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match vars.iter_mut().find(|(n, _)| n == k) {
+        Some(slot) => slot.1 = v.to_owned(),
+        None => vars.push((k.to_owned(), v.to_owned())),
+    };
+    set(
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    );
+    set("HOSTNAME", hostname);
+    for kv in image.env.iter().flatten() {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        set(k, v);
+    }
+    for (k, v) in &config.env {
+        set(k, v);
+    }
+    vars.into_iter()
+        .filter(|(k, v)| !k.is_empty() && !k.contains('\0') && !v.contains('\0'))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect()
+}
+
+/// The working directory: the config's, else the image's, else `/`. Must be absolute.
+pub(crate) fn cwd(config: &ContainerConfig, image: &ImageConfig) -> Result<String> {
+    let cwd = config
+        .working_dir
+        .clone()
+        .filter(|d| !d.is_empty())
+        .or_else(|| image.working_dir.clone().filter(|d| !d.is_empty()))
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') || cwd.contains('\0') {
+        return Err(RuntimeError::InvalidConfig(format!(
+            "working dir {cwd:?} is not absolute"
+        )));
+    }
+    Ok(cwd)
+}
+
+/// uid and gid: `runAsUser`/`runAsGroup` win; else the image's numeric `USER` (`uid[:gid]`).
+/// A user *name* in the image needs the image's `/etc/passwd`, which is not read yet: that is
+/// an error unless `runAsUser` overrides it (Kubernetes' kubelet rejects names with
+/// `runAsNonRoot` for the same reason).
+pub(crate) fn user(sec: &SecurityConfig, image: &ImageConfig) -> Result<(u32, u32)> {
+    let (mut uid, mut gid) = (0, 0);
+    if let Some(u) = image.user.as_deref().filter(|u| !u.is_empty()) {
+        let (user, group) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
+        match user.parse() {
+            Ok(n) => uid = n,
+            Err(_) if sec.run_as_user.is_some() => {}
+            Err(_) => {
+                return Err(RuntimeError::InvalidConfig(format!(
+                    "image user {u:?} is not numeric; set runAsUser"
+                )));
+            }
+        }
+        if let Some(g) = group {
+            match g.parse() {
+                Ok(n) => gid = n,
+                Err(_) if sec.run_as_group.is_some() => {}
+                Err(_) => {
+                    return Err(RuntimeError::InvalidConfig(format!(
+                        "image group {g:?} is not numeric; set runAsGroup"
+                    )));
+                }
+            }
+        }
+    }
+    Ok((
+        sec.run_as_user.unwrap_or(uid),
+        sec.run_as_group.unwrap_or(gid),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(ep: Option<&[&str]>, cmd: Option<&[&str]>) -> ImageConfig {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect();
+        ImageConfig {
+            entrypoint: ep.map(v),
+            cmd: cmd.map(v),
+            ..Default::default()
+        }
+    }
+
+    fn config(command: &[&str], args: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            command: command.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn command_line_rules() {
+        let img = image(Some(&["/ep"]), Some(&["c1"]));
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            (&[], &[], &["/ep", "c1"]),
+            (&[], &["a"], &["/ep", "a"]),
+            (&["/x"], &[], &["/x"]),
+            (&["/x"], &["a"], &["/x", "a"]),
+        ];
+        for (command, args, want) in cases {
+            let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+            assert_eq!(argv(&config(command, args), &img).ok(), Some(want));
+        }
+        assert!(argv(&config(&[], &[]), &image(None, None)).is_err());
+    }
+
+    #[test]
+    fn env_overrides_by_name() {
+        let img = ImageConfig {
+            env: Some(vec!["PATH=/img".into(), "A=1".into()]),
+            ..Default::default()
+        };
+        let mut cfg = config(&[], &[]);
+        cfg.env = vec![("A".into(), "2".into()), ("B".into(), "x=y".into())];
+        assert_eq!(
+            env(&cfg, &img, "h"),
+            vec!["PATH=/img", "HOSTNAME=h", "A=2", "B=x=y"]
+        );
+    }
+
+    #[test]
+    fn users_and_caps() {
+        let img = ImageConfig {
+            user: Some("1000:1001".into()),
+            ..Default::default()
+        };
+        let mut sec = SecurityConfig::default();
+        assert_eq!(user(&sec, &img).ok(), Some((1000, 1001)));
+        sec.run_as_user = Some(5);
+        assert_eq!(user(&sec, &img).ok(), Some((5, 1001)));
+        let named = ImageConfig {
+            user: Some("nginx".into()),
+            ..Default::default()
+        };
+        assert!(user(&SecurityConfig::default(), &named).is_err());
+
+        let default = capabilities(&sec).unwrap_or(0);
+        assert_eq!(default.count_ones() as usize, DEFAULT_CAPS.len());
+        sec.capabilities_drop = vec!["ALL".into()];
+        sec.capabilities_add = vec!["cap_net_admin".into()];
+        assert_eq!(capabilities(&sec).ok(), Some(1 << 12));
+        sec.capabilities_add = vec!["BOGUS".into()];
+        assert!(capabilities(&sec).is_err());
+        sec.privileged = true;
+        assert_eq!(capabilities(&sec).ok(), Some(all_caps()));
+    }
+}
