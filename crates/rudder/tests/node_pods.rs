@@ -1,7 +1,7 @@
 //! End to end, as root: pods bound to the server's node run as real containers — an image
 //! imported with `rudder image import`, a pod that runs to completion, a crashing pod backing off
-//! (`CrashLoopBackOff`), its output through `kubectl logs`, and a deleted pod whose processes
-//! are gone.
+//! (`CrashLoopBackOff`), a memory hog OOM-killed, its output through `kubectl logs`, and a deleted pod whose processes
+//! are gone, leaving no process, mount or cgroup behind.
 
 mod common;
 
@@ -152,6 +152,28 @@ fn pods_run_as_containers() {
         "{crashed}"
     );
 
+    // Exceeding its memory limit gets a container OOM-killed, and the status says so.
+    let mut hog: serde_json::Value = serde_json::from_str(&pod(
+        "hog",
+        &node,
+        "Never",
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 268435456 /dev/zero | tr '\\0' a); echo survived",
+        ],
+    ))
+    .expect("pod json");
+    hog["spec"]["containers"][0]["resources"] = serde_json::json!({"limits": {"memory": "32Mi"}});
+    s.create(k, Some("default"), &hog.to_string());
+    let killed = wait_for("hog to be OOM-killed", 60, || {
+        let p = json(&s.ok_kubectl(k, &["get", "pod", "hog", "-o", "json"]));
+        (p["status"]["phase"] == "Failed")
+            .then(|| p["status"]["containerStatuses"][0]["state"]["terminated"].clone())
+    });
+    assert_eq!(killed["reason"], "OOMKilled", "{killed}");
+    assert_eq!(killed["exitCode"], 137, "{killed}");
+
     // A long-running pod runs, then deleting it stops its process and removes it.
     s.create(
         k,
@@ -162,6 +184,14 @@ fn pods_run_as_containers() {
         let p = json(&s.ok_kubectl(k, &["get", "pod", "sleeper", "-o", "json"]));
         (p["status"]["phase"] == "Running").then_some(())
     });
+    let sandboxes: Vec<String> = std::fs::read_dir(s.data_dir().join("containers/sandboxes"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(sandboxes.len() >= 4, "{sandboxes:?}");
     s.ok_kubectl(k, &["delete", "pod", "sleeper", "--wait=false"]);
     wait_for("sleeper to be gone", 60, || {
         let out = s.kubectl(k, &["get", "pod", "sleeper"]);
