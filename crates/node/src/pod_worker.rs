@@ -66,6 +66,10 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
         app: BTreeMap::new(),
         last_status: None,
     };
+    let first = pod_rx.borrow().clone();
+    if let Err(e) = worker.adopt(&first).await {
+        tracing::warn!(pod = ?first.metadata.name, error = %e, "adopting running containers");
+    }
     loop {
         let pod = pod_rx.borrow_and_update().clone();
         if pod.metadata.deletion_timestamp.is_some() {
@@ -153,6 +157,78 @@ impl Worker {
             }
         }
         self.report(pod, &policy).await
+    }
+
+    /// Takes over what a previous agent left running for this pod (same uid): its ready sandbox
+    /// and, per container, the latest run (running, or exited and not yet handled) and the one
+    /// before it (for `--previous`). Everything else of the pod is removed.
+    async fn adopt(&mut self, pod: &Pod) -> StepResult {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let rt = self.shared.runtime.clone();
+        let mut sandboxes: Vec<_> = rt
+            .list_pod_sandboxes()
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|s| s.labels.get(pod_spec::labels::POD_UID) == Some(&uid))
+            .collect();
+        sandboxes.sort_by_key(|s| s.created_at);
+        let keep = sandboxes
+            .iter()
+            .rev()
+            .find(|s| s.state == rudder_runtime::SandboxState::Ready)
+            .map(|s| s.id.clone());
+        for s in &sandboxes {
+            if Some(&s.id) != keep.as_ref() {
+                let _ = rt.stop_pod_sandbox(&s.id).await;
+                let _ = rt.remove_pod_sandbox(&s.id).await;
+            }
+        }
+        let Some(sandbox) = keep else { return Ok(()) };
+        let filter = rudder_runtime::ContainerFilter {
+            sandbox_id: Some(sandbox.clone()),
+            ..Default::default()
+        };
+        let mut containers = rt
+            .list_containers(filter)
+            .await
+            .map_err(|e| e.to_string())?;
+        containers.sort_by_key(|c| c.metadata.attempt);
+        let spec = pod.spec.clone().unwrap_or_default();
+        let is_init = |name: &str| {
+            spec.init_containers
+                .iter()
+                .flatten()
+                .any(|c| c.name == name)
+        };
+        let mut by_name: BTreeMap<String, Vec<rudder_runtime::ContainerStatus>> = BTreeMap::new();
+        for c in containers {
+            by_name.entry(c.metadata.name.clone()).or_default().push(c);
+        }
+        for (name, mut runs) in by_name {
+            let Some(latest) = runs.pop() else { continue };
+            let previous = runs.pop();
+            for stale in runs {
+                let _ = rt.remove_container(&stale.id).await;
+            }
+            let slots = if is_init(&name) {
+                &mut self.init
+            } else {
+                &mut self.app
+            };
+            let slot = slots.entry(name).or_default();
+            slot.attempt = latest.metadata.attempt + 1;
+            slot.restarts = i32::try_from(latest.metadata.attempt).unwrap_or(i32::MAX);
+            slot.last_exit = previous
+                .as_ref()
+                .filter(|p| p.state == ContainerState::Exited)
+                .map(exit_of);
+            slot.previous = previous.map(|p| p.id);
+            slot.id = Some(latest.id);
+        }
+        tracing::info!(pod = ?pod.metadata.name, sandbox = %sandbox, "adopted running pod");
+        self.sandbox = Some(sandbox);
+        Ok(())
     }
 
     async fn env_sources(&self, pod: &Pod) -> EnvSources {

@@ -180,10 +180,26 @@ fn pods_run_as_containers() {
         Some("default"),
         &pod("sleeper", &node, "Always", &["sleep", "3600"]),
     );
-    wait_for("sleeper to run", 60, || {
+    let running = wait_for("sleeper to run", 60, || {
         let p = json(&s.ok_kubectl(k, &["get", "pod", "sleeper", "-o", "json"]));
-        (p["status"]["phase"] == "Running").then_some(())
+        (p["status"]["phase"] == "Running").then_some(p)
     });
+    let container_id = running["status"]["containerStatuses"][0]["containerID"].clone();
+    let sandbox_count = |s: &Server| {
+        std::fs::read_dir(s.data_dir().join("containers/sandboxes")).map_or(0, |d| d.count())
+    };
+    let before = sandbox_count(&s);
+
+    // The server (and its agent) restarts: the running pod is adopted, not restarted or
+    // duplicated.
+    s.restart();
+    std::thread::sleep(Duration::from_secs(3));
+    let after = json(&s.ok_kubectl(k, &["get", "pod", "sleeper", "-o", "json"]));
+    let cs = &after["status"]["containerStatuses"][0];
+    assert_eq!(cs["containerID"], container_id, "{after}");
+    assert!(cs["state"]["running"].is_object(), "{after}");
+    assert_eq!(cs["restartCount"], 0, "{after}");
+    assert_eq!(sandbox_count(&s), before, "no new sandbox");
     let sandboxes: Vec<String> = std::fs::read_dir(s.data_dir().join("containers/sandboxes"))
         .map(|d| {
             d.filter_map(|e| e.ok())
