@@ -111,6 +111,7 @@ impl Agent {
                     .internal_ip
                     .clone()
                     .unwrap_or_else(|| "127.0.0.1".into()),
+                root: self.config.data_dir.clone(),
             });
             tokio::spawn(crate::pods::run(shared, async {
                 let _ = pods_stopped.await;

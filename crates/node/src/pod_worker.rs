@@ -3,7 +3,7 @@
 //! exponential back-off (`CrashLoopBackOff`), reports status, and on deletion stops everything
 //! within the grace period and removes the pod.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,15 @@ pub struct Shared {
     pub images: Arc<ImageStore>,
     pub node_name: String,
     pub host_ip: String,
+    /// The agent's data directory (pods' volumes live in `pods/<uid>/volumes`).
+    pub root: std::path::PathBuf,
+}
+
+/// What a step prepared for every container of the pod.
+struct Prepared {
+    env: EnvSources,
+    /// Why the pod's volumes could not be set up, if they could not.
+    volumes: Option<String>,
 }
 
 /// The runtime's view of one container of the pod, plus restart bookkeeping.
@@ -65,6 +74,8 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
         init: BTreeMap::new(),
         app: BTreeMap::new(),
         last_status: None,
+        volumes_synced: None,
+        objects: Default::default(),
     };
     let first = pod_rx.borrow().clone();
     if let Err(e) = worker.adopt(&first).await {
@@ -96,7 +107,15 @@ struct Worker {
     init: BTreeMap<String, Slot>,
     app: BTreeMap<String, Slot>,
     last_status: Option<PodStatus>,
+    /// When volumes were last written (ConfigMap and Secret contents are refreshed every few
+    /// seconds, as the kubelet's sync period does).
+    volumes_synced: Option<(Instant, Option<String>)>,
+    /// The ConfigMaps and Secrets the pod refers to, as last read.
+    objects: crate::volumes::Objects,
 }
+
+/// How often file volumes are refreshed from their ConfigMaps and Secrets.
+const VOLUME_RESYNC: Duration = Duration::from_secs(3);
 
 type StepResult = Result<(), String>;
 
@@ -122,7 +141,30 @@ impl Worker {
                 id
             }
         };
-        let sources = self.env_sources(pod).await;
+        // ConfigMaps and Secrets are re-read, and file volumes rewritten, every few seconds
+        // (the kubelet's sync period), not on every step.
+        let due = self
+            .volumes_synced
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= VOLUME_RESYNC);
+        if due {
+            self.objects = self.referenced_objects(pod).await;
+            let root = self.shared.root.clone();
+            let pod_copy = pod.clone();
+            let objects = self.objects.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                crate::volumes::sync(&root, &pod_copy, &objects)
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()))
+            .err();
+            self.volumes_synced = Some((Instant::now(), result));
+        }
+        let sources = Prepared {
+            env: env_sources(&self.objects),
+            volumes: self.volumes_synced.as_ref().and_then(|(_, r)| r.clone()),
+        };
         // Init containers, one at a time, each to success.
         let mut init_done = true;
         for c in spec.init_containers.iter().flatten() {
@@ -231,60 +273,41 @@ impl Worker {
         Ok(())
     }
 
-    async fn env_sources(&self, pod: &Pod) -> EnvSources {
+    /// The ConfigMaps and Secrets the pod refers to (environment and volumes), fetched once.
+    async fn referenced_objects(&self, pod: &Pod) -> crate::volumes::Objects {
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let mut out = EnvSources::default();
-        let spec = pod.spec.as_ref();
-        let containers = spec
-            .map(|s| {
-                s.init_containers
-                    .iter()
-                    .flatten()
-                    .chain(s.containers.iter())
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
         let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
             Api::namespaced(self.shared.client.clone(), &ns);
         let secrets: Api<k8s_openapi::api::core::v1::Secret> =
             Api::namespaced(self.shared.client.clone(), &ns);
-        for c in &containers {
-            let mut cm_names = Vec::new();
-            let mut secret_names = Vec::new();
-            for e in c.env.iter().flatten() {
-                if let Some(f) = &e.value_from {
-                    if let Some(r) = &f.config_map_key_ref {
-                        cm_names.push(r.name.clone());
-                    }
-                    if let Some(r) = &f.secret_key_ref {
-                        secret_names.push(r.name.clone());
-                    }
-                }
-            }
-            for f in c.env_from.iter().flatten() {
-                if let Some(r) = &f.config_map_ref {
-                    cm_names.push(r.name.clone());
-                }
-                if let Some(r) = &f.secret_ref {
-                    secret_names.push(r.name.clone());
-                }
-            }
-            for name in cm_names {
-                if let Ok(Some(cm)) = cms.get_opt(&name).await {
-                    out.config_maps.insert(name, cm.data.unwrap_or_default());
-                }
-            }
-            for name in secret_names {
-                if let Ok(Some(s)) = secrets.get_opt(&name).await {
-                    let data = s
-                        .data
+        let (cm_names, secret_names) = referenced_names(pod);
+        let mut out = crate::volumes::Objects::default();
+        for name in cm_names {
+            if let Ok(Some(cm)) = cms.get_opt(&name).await {
+                let mut data: BTreeMap<String, Vec<u8>> = cm
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into_bytes()))
+                    .collect();
+                data.extend(
+                    cm.binary_data
                         .unwrap_or_default()
                         .into_iter()
-                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                        .collect();
-                    out.secrets.insert(name, data);
-                }
+                        .map(|(k, v)| (k, v.0)),
+                );
+                out.config_maps.insert(name, data);
+            }
+        }
+        for name in secret_names {
+            if let Ok(Some(s)) = secrets.get_opt(&name).await {
+                let data = s
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect();
+                out.secrets.insert(name, data);
             }
         }
         out
@@ -387,6 +410,9 @@ impl Worker {
             let _ = self.shared.runtime.stop_pod_sandbox(&sb).await;
             let _ = self.shared.runtime.remove_pod_sandbox(&sb).await;
         }
+        let root = self.shared.root.clone();
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let _ = tokio::task::spawn_blocking(move || crate::volumes::cleanup(&root, &uid)).await;
         let api: Api<Pod> = Api::namespaced(
             self.shared.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -419,6 +445,57 @@ fn same_but_times(a: &PodStatus, b: &PodStatus) -> bool {
         s
     };
     strip(a) == strip(b)
+}
+
+/// Names of the ConfigMaps and Secrets a pod's environment and volumes refer to.
+fn referenced_names(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut cms, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    let Some(spec) = pod.spec.as_ref() else {
+        return (cms, secrets);
+    };
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+    {
+        for e in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
+            cms.extend(e.config_map_key_ref.iter().map(|r| r.name.clone()));
+            secrets.extend(e.secret_key_ref.iter().map(|r| r.name.clone()));
+        }
+        for f in c.env_from.iter().flatten() {
+            cms.extend(f.config_map_ref.iter().map(|r| r.name.clone()));
+            secrets.extend(f.secret_ref.iter().map(|r| r.name.clone()));
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        cms.extend(v.config_map.iter().map(|c| c.name.clone()));
+        secrets.extend(v.secret.iter().filter_map(|s| s.secret_name.clone()));
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            cms.extend(src.config_map.iter().map(|c| c.name.clone()));
+            secrets.extend(src.secret.iter().map(|s| s.name.clone()));
+        }
+    }
+    (cms, secrets)
+}
+
+/// The text values environment variables take from ConfigMaps and Secrets.
+fn env_sources(objects: &crate::volumes::Objects) -> EnvSources {
+    let text = |m: &BTreeMap<String, BTreeMap<String, Vec<u8>>>| {
+        m.iter()
+            .map(|(name, data)| {
+                let data = data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect();
+                (name.clone(), data)
+            })
+            .collect()
+    };
+    EnvSources {
+        config_maps: text(&objects.config_maps),
+        secrets: text(&objects.secrets),
+    }
 }
 
 /// The agent's view of a container for status purposes.
@@ -493,7 +570,7 @@ async fn drive(
     sandbox: &SandboxId,
     slot: &mut Slot,
     policy: &str,
-    sources: &EnvSources,
+    prepared: &Prepared,
 ) {
     if let Some(id) = slot.id.clone() {
         match shared.runtime.container_status(&id).await {
@@ -567,11 +644,21 @@ async fn drive(
         host_ip: shared.host_ip.clone(),
         pod_ip: String::new(),
     };
+    if let Some(e) = &prepared.volumes {
+        slot.waiting = Some(("CreateContainerConfigError".into(), Some(e.clone())));
+        return;
+    }
     let attempt = slot.attempt;
-    let config = match pod_spec::container_config(pod, c, attempt, &ctx, sources) {
+    let config = pod_spec::container_config(pod, c, attempt, &ctx, &prepared.env)
+        .map_err(|e| e.to_string())
+        .and_then(|mut cfg| {
+            cfg.mounts = crate::volumes::mounts(&shared.root, pod, c).map_err(|e| e.to_string())?;
+            Ok(cfg)
+        });
+    let config = match config {
         Ok(cfg) => cfg,
         Err(e) => {
-            slot.waiting = Some(("CreateContainerConfigError".into(), Some(e.to_string())));
+            slot.waiting = Some(("CreateContainerConfigError".into(), Some(e)));
             return;
         }
     };

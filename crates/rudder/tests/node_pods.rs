@@ -77,8 +77,9 @@ fn remove_containers(data: &std::path::Path) {
     });
 }
 
-#[test]
-fn pods_run_as_containers() {
+/// A server whose node has the busybox test image (built offline from busybox-static and
+/// imported with `rudder image import`), and the node's name.
+fn node_with_busybox() -> (Server, String) {
     let mut s = Server::start();
     s.after_stop(remove_containers);
     let k = KUBECTLS[KUBECTLS.len() - 1];
@@ -108,6 +109,14 @@ fn pods_run_as_containers() {
             .as_str()
             .map(str::to_owned)
     });
+
+    (s, node)
+}
+
+#[test]
+fn pods_run_as_containers() {
+    let (mut s, node) = node_with_busybox();
+    let k = KUBECTLS[KUBECTLS.len() - 1];
 
     // Runs to completion.
     s.create(
@@ -224,4 +233,89 @@ fn pods_run_as_containers() {
             "--timeout=60s",
         ],
     );
+}
+
+#[test]
+fn volumes_reach_containers() {
+    let (s, node) = node_with_busybox();
+    let k = KUBECTLS[KUBECTLS.len() - 1];
+    s.ok_kubectl(
+        k,
+        &[
+            "create",
+            "configmap",
+            "settings",
+            "--from-literal=color=blue",
+        ],
+    );
+    s.ok_kubectl(
+        k,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=password=hunter2",
+        ],
+    );
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "reader", "labels": {"app": "reader"}},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main", "image": "busybox:1.36",
+                "command": ["sh", "-c",
+                    "cat /etc/pw/password; echo; cat /etc/info/labels; echo > /scratch/ok && echo scratch-ok; \
+                     while true; do echo color=$(cat /etc/cfg/color); sleep 1; done"],
+                "volumeMounts": [
+                    {"name": "cfg", "mountPath": "/etc/cfg"},
+                    {"name": "pw", "mountPath": "/etc/pw"},
+                    {"name": "info", "mountPath": "/etc/info"},
+                    {"name": "scratch", "mountPath": "/scratch"},
+                ],
+            }],
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "settings"}},
+                {"name": "pw", "secret": {"secretName": "pw"}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "scratch", "emptyDir": {"medium": "Memory"}},
+            ],
+        },
+    });
+    s.create(k, Some("default"), &pod.to_string());
+    let logs = wait_for("the reader's first lines", 60, || {
+        let out = s.kubectl(k, &["logs", "reader"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.contains("color=blue").then_some(text)
+    });
+    assert!(logs.contains("hunter2"), "{logs}");
+    assert!(logs.contains("app=\"reader\""), "{logs}");
+    assert!(logs.contains("scratch-ok"), "{logs}");
+    // A ConfigMap change reaches the mounted file while the container runs.
+    s.ok_kubectl(
+        k,
+        &[
+            "patch",
+            "configmap",
+            "settings",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"color":"green"}}"#,
+        ],
+    );
+    wait_for("the new color in the mounted file", 60, || {
+        let out = s.kubectl(k, &["logs", "reader", "--tail=2"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("color=green")
+            .then_some(())
+    });
+    s.ok_kubectl(
+        k,
+        &["delete", "pod", "reader", "--wait=true", "--timeout=60s"],
+    );
+    let volumes = s.data_dir().join("agent/pods");
+    let left = std::fs::read_dir(&volumes).map_or(0, |d| d.count());
+    assert_eq!(left, 0, "pod directories left in {}", volumes.display());
 }

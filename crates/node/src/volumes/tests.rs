@@ -1,0 +1,156 @@
+//! Tests of volume planning and atomic file volumes.
+
+use serde_json::json;
+
+use super::*;
+
+fn pod() -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "d", "uid": "u1", "labels": {"app": "x"}},
+        "spec": {
+            "containers": [{"name": "c", "volumeMounts": [
+                {"name": "cfg", "mountPath": "/etc/cfg"},
+                {"name": "scratch", "mountPath": "/scratch"},
+                {"name": "host", "mountPath": "/host", "readOnly": true},
+                {"name": "cfg", "mountPath": "/etc/one", "subPath": "color"},
+            ]}],
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "settings"}},
+                {"name": "scratch", "emptyDir": {"medium": "Memory"}},
+                {"name": "host", "hostPath": {"path": "/var/log"}},
+                {"name": "sec", "secret": {"secretName": "pw", "items": [{"key": "password", "path": "pw/file", "mode": 0o400}]}},
+                {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "claim", "persistentVolumeClaim": {"claimName": "data"}},
+            ],
+        },
+    }))
+    .expect("pod")
+}
+
+fn objects() -> Objects {
+    Objects {
+        config_maps: BTreeMap::from([(
+            "settings".into(),
+            BTreeMap::from([("color".into(), b"blue".to_vec())]),
+        )]),
+        secrets: BTreeMap::from([(
+            "pw".into(),
+            BTreeMap::from([("password".into(), b"hunter2".to_vec())]),
+        )]),
+    }
+}
+
+#[test]
+fn plans_each_kind() {
+    let p = pod();
+    let vols = p.spec.clone().and_then(|s| s.volumes).unwrap_or_default();
+    let planned: Vec<Source> = vols
+        .iter()
+        .map(|v| plan(&p, v, &objects()).expect("plan"))
+        .collect();
+    assert_eq!(
+        planned[0],
+        Source::Files(Files::from([("color".into(), (b"blue".to_vec(), 0o644))]))
+    );
+    assert_eq!(planned[1], Source::Empty { memory: true });
+    assert_eq!(planned[2], Source::HostPath("/var/log".into()));
+    assert_eq!(
+        planned[3],
+        Source::Files(Files::from([(
+            "pw/file".into(),
+            (b"hunter2".to_vec(), 0o400)
+        )]))
+    );
+    assert_eq!(
+        planned[4],
+        Source::Files(Files::from([(
+            "labels".into(),
+            (b"app=\"x\"\n".to_vec(), 0o644)
+        )]))
+    );
+    assert_eq!(planned[5], Source::Unsupported("persistentVolumeClaim"));
+    let missing = plan(&p, &vols[0], &Objects::default());
+    assert_eq!(
+        missing,
+        Err(VolumeError::Missing {
+            kind: "configmap",
+            name: "settings".into()
+        })
+    );
+}
+
+#[test]
+fn container_mounts() {
+    let p = pod();
+    let c = &p.spec.as_ref().expect("spec").containers[0];
+    let m = mounts(Path::new("/data"), &p, c).expect("mounts");
+    let got: Vec<(String, String, bool)> = m
+        .iter()
+        .map(|m| {
+            (
+                m.container_path.clone(),
+                m.host_path.display().to_string(),
+                m.readonly,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("/etc/cfg".into(), "/data/pods/u1/volumes/cfg".into(), true),
+            (
+                "/scratch".into(),
+                "/data/pods/u1/volumes/scratch".into(),
+                false
+            ),
+            ("/host".into(), "/var/log".into(), true),
+            (
+                "/etc/one".into(),
+                "/data/pods/u1/volumes/cfg/color".into(),
+                true
+            ),
+        ]
+    );
+}
+
+#[test]
+fn file_volumes_update_atomically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let v = dir.path().join("cfg");
+    write_files(
+        &v,
+        &Files::from([
+            ("a".into(), (b"1".to_vec(), 0o644)),
+            ("b".into(), (b"2".to_vec(), 0o644)),
+        ]),
+    )
+    .expect("write");
+    assert_eq!(std::fs::read_to_string(v.join("a")).expect("a"), "1");
+    let first = std::fs::read_link(v.join("..data")).expect("..data");
+    // Same content: nothing rewritten.
+    write_files(
+        &v,
+        &Files::from([
+            ("a".into(), (b"1".to_vec(), 0o644)),
+            ("b".into(), (b"2".to_vec(), 0o644)),
+        ]),
+    )
+    .expect("rewrite");
+    assert_eq!(std::fs::read_link(v.join("..data")).expect("..data"), first);
+    // New content and a removed key.
+    write_files(
+        &v,
+        &Files::from([("a".into(), (b"changed".to_vec(), 0o644))]),
+    )
+    .expect("update");
+    assert_eq!(std::fs::read_to_string(v.join("a")).expect("a"), "changed");
+    assert!(std::fs::symlink_metadata(v.join("b")).is_err());
+    assert!(!v.join(&first).exists(), "the old generation is removed");
+    assert!(
+        write_files(
+            &v,
+            &Files::from([("../escape".into(), (b"x".to_vec(), 0o644))])
+        )
+        .is_err()
+    );
+}
