@@ -14,6 +14,7 @@ pub mod pod_spec;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod pods;
+pub mod prober;
 pub mod volumes;
 
 pub use heartbeat::{Agent, AgentConfig};

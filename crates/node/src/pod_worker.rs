@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::pod_spec::{self, EnvSources, PodContext};
 use crate::pod_status::{self, ContainerView, State, Terminated};
+use crate::prober::{self, Kind, Tally, Timing, Verdict};
 
 /// First restart delay, doubled after each crash up to [`MAX_BACKOFF`] (upstream's values).
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
@@ -54,6 +55,42 @@ struct Slot {
     waiting: Option<(String, Option<String>)>,
     backoff: Duration,
     retry_at: Option<Instant>,
+    /// Probe tallies of the current run (reset when a new container starts).
+    probes: Option<Probes>,
+}
+
+/// The probes of one container run.
+struct Probes {
+    for_container: ContainerId,
+    startup: Option<(Timing, Tally)>,
+    liveness: Option<(Timing, Tally)>,
+    readiness: Option<(Timing, Tally)>,
+}
+
+impl Probes {
+    fn new(c: &Container, id: ContainerId, started: Instant) -> Self {
+        let make = |p: &Option<k8s_openapi::api::core::v1::Probe>, passing: bool| {
+            p.as_ref().map(|p| {
+                let t = Timing::of(p);
+                let tally = Tally::new(&t, started, passing);
+                (t, tally)
+            })
+        };
+        Self {
+            for_container: id,
+            startup: make(&c.startup_probe, false),
+            liveness: make(&c.liveness_probe, true),
+            readiness: make(&c.readiness_probe, false),
+        }
+    }
+
+    fn started(&self) -> bool {
+        self.startup.as_ref().is_none_or(|(_, t)| t.passing)
+    }
+
+    fn ready(&self) -> bool {
+        self.started() && self.readiness.as_ref().is_none_or(|(_, t)| t.passing)
+    }
 }
 
 fn now() -> Time {
@@ -196,6 +233,7 @@ impl Worker {
             for c in &spec.containers {
                 let slot = self.app.entry(c.name.clone()).or_default();
                 drive(&self.shared, pod, c, &sandbox, slot, &policy, &sources).await;
+                probe(&self.shared, pod, c, &sandbox, slot).await;
             }
         }
         self.report(pod, &policy).await
@@ -541,9 +579,103 @@ fn view_of(
         state,
         last_terminated,
         restart_count: slot.map_or(0, |s| s.restarts),
-        // Readiness probes come with the prober; until then a running container is ready.
-        ready: true,
-        started: true,
+        // Without probes a running container is started and ready.
+        ready: slot
+            .and_then(|s| s.probes.as_ref())
+            .is_none_or(Probes::ready),
+        started: slot
+            .and_then(|s| s.probes.as_ref())
+            .is_none_or(Probes::started),
+    }
+}
+
+/// Runs the container's due probes; a failed liveness or startup probe kills it (the restart
+/// policy then decides what follows).
+async fn probe(shared: &Shared, pod: &Pod, c: &Container, sandbox: &SandboxId, slot: &mut Slot) {
+    let Some(id) = slot.id.clone() else {
+        slot.probes = None;
+        return;
+    };
+    if c.startup_probe.is_none() && c.liveness_probe.is_none() && c.readiness_probe.is_none() {
+        return;
+    }
+    match shared.runtime.container_status(&id).await {
+        Ok(st) if st.state == ContainerState::Running => {}
+        _ => return,
+    }
+    if slot.probes.as_ref().is_none_or(|p| p.for_container != id) {
+        slot.probes = Some(Probes::new(c, id.clone(), Instant::now()));
+    }
+    let Some(probes) = slot.probes.as_mut() else {
+        return;
+    };
+    let netns = shared
+        .runtime
+        .pod_sandbox_status(sandbox)
+        .await
+        .ok()
+        .and_then(|s| s.netns_path);
+    let ports: Vec<(String, i32)> = c
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect();
+    let started = probes.started();
+    let specs = [
+        (
+            Kind::Startup,
+            &c.startup_probe,
+            &mut probes.startup,
+            !started,
+        ),
+        (
+            Kind::Liveness,
+            &c.liveness_probe,
+            &mut probes.liveness,
+            started,
+        ),
+        (
+            Kind::Readiness,
+            &c.readiness_probe,
+            &mut probes.readiness,
+            started,
+        ),
+    ];
+    let now = Instant::now();
+    let mut kill = false;
+    for (kind, spec, state, active) in specs {
+        let (Some(spec), Some((timing, tally))) = (spec, state.as_mut()) else {
+            continue;
+        };
+        if !active || now < tally.next_at {
+            continue;
+        }
+        let ok = prober::run(
+            spec,
+            &*shared.runtime,
+            &id,
+            netns.clone(),
+            &ports,
+            timing.timeout,
+        )
+        .await;
+        if prober::record(kind, timing, tally, ok, Instant::now()) == Verdict::Kill {
+            tracing::info!(pod = ?pod.metadata.name, container = %c.name, ?kind, "probe failed, killing the container");
+            kill = true;
+        }
+    }
+    if kill {
+        let grace = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.termination_grace_period_seconds)
+            .and_then(|g| u64::try_from(g).ok())
+            .unwrap_or(30);
+        let _ = shared
+            .runtime
+            .stop_container(&id, Duration::from_secs(grace))
+            .await;
     }
 }
 

@@ -319,3 +319,86 @@ fn volumes_reach_containers() {
     let left = std::fs::read_dir(&volumes).map_or(0, |d| d.count());
     assert_eq!(left, 0, "pod directories left in {}", volumes.display());
 }
+
+#[test]
+fn probes_flip_readiness_and_restart_unhealthy_containers() {
+    let (s, node) = node_with_busybox();
+    let k = KUBECTLS[KUBECTLS.len() - 1];
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "probed"},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [
+                {
+                    // Ready once a file exists (exec probe).
+                    "name": "late", "image": "busybox:1.36",
+                    "command": ["sh", "-c", "sleep 3; touch /tmp/ready; sleep 3600"],
+                    "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1},
+                },
+                {
+                    // Served over HTTP inside the pod (httpGet and tcpSocket probes).
+                    "name": "web", "image": "busybox:1.36",
+                    "command": ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www"],
+                    "ports": [{"name": "http", "containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+                    "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+                },
+                {
+                    // Healthy for a few seconds, then its liveness probe fails: restarted.
+                    "name": "flaky", "image": "busybox:1.36",
+                    "command": ["sh", "-c", "touch /tmp/alive; sleep 4; rm /tmp/alive; sleep 3600"],
+                    "livenessProbe": {"exec": {"command": ["test", "-f", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2},
+                },
+            ],
+        },
+    });
+    s.create(k, Some("default"), &pod.to_string());
+    let status = |s: &Server| json(&s.ok_kubectl(k, &["get", "pod", "probed", "-o", "json"]));
+    let ready_of = |p: &serde_json::Value, name: &str| {
+        p["status"]["containerStatuses"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["name"] == name).cloned())
+            .map(|c| {
+                (
+                    c["ready"].as_bool().unwrap_or(false),
+                    c["restartCount"].as_i64().unwrap_or(0),
+                )
+            })
+    };
+    // Running but not yet ready: the exec probe fails until the file appears.
+    let early = wait_for("the pod to run", 60, || {
+        let p = status(&s);
+        (p["status"]["phase"] == "Running").then_some(p)
+    });
+    assert_eq!(
+        ready_of(&early, "late").map(|r| r.0),
+        Some(false),
+        "{early}"
+    );
+    // Then every readiness probe passes and the pod is Ready.
+    wait_for("late and web to be ready", 60, || {
+        let p = status(&s);
+        let ok =
+            ready_of(&p, "late").is_some_and(|r| r.0) && ready_of(&p, "web").is_some_and(|r| r.0);
+        ok.then_some(())
+    });
+    // The flaky container fails its liveness probe and is restarted.
+    wait_for("flaky to be restarted", 60, || {
+        let p = status(&s);
+        ready_of(&p, "flaky")
+            .is_some_and(|r| r.1 >= 1)
+            .then_some(())
+    });
+    let p = status(&s);
+    assert_eq!(
+        ready_of(&p, "web").map(|r| r.1),
+        Some(0),
+        "web stays up: {p}"
+    );
+    s.ok_kubectl(
+        k,
+        &["delete", "pod", "probed", "--wait=true", "--timeout=60s"],
+    );
+}
