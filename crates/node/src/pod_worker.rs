@@ -433,6 +433,31 @@ impl Worker {
             .chain(self.init.values())
             .flat_map(|s| s.id.iter().chain(s.previous.iter()).cloned())
             .collect();
+        // preStop hooks run first, within the grace period; what is left of it goes to SIGTERM.
+        let started = Instant::now();
+        if let (Some(spec), Some(sandbox)) = (pod.spec.as_ref(), self.sandbox.clone()) {
+            let hooks = spec.containers.iter().filter_map(|c| {
+                let hook = c.lifecycle.as_ref()?.pre_stop.clone()?;
+                let id = self.app.get(&c.name)?.id.clone()?;
+                Some((c, hook, id))
+            });
+            let runs = hooks.map(|(c, hook, id)| {
+                let (rt, sandbox) = (self.shared.runtime.clone(), sandbox.clone());
+                async move {
+                    let netns = rt
+                        .pod_sandbox_status(&sandbox)
+                        .await
+                        .ok()
+                        .and_then(|s| s.netns_path);
+                    let ok = prober::run_hook(&hook, &*rt, &id, netns, &ports_of(c), grace).await;
+                    if !ok {
+                        tracing::info!(container = %c.name, "preStop hook failed");
+                    }
+                }
+            });
+            let _ = tokio::time::timeout(grace, futures::future::join_all(runs)).await;
+        }
+        let grace = grace.saturating_sub(started.elapsed());
         let stops = ids
             .iter()
             .map(|id| self.shared.runtime.stop_container(id, grace));
@@ -589,6 +614,39 @@ fn view_of(
     }
 }
 
+/// The container's named ports, for probes and hooks.
+fn ports_of(c: &Container) -> Vec<(String, i32)> {
+    c.ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
+        .collect()
+}
+
+/// Runs the container's `postStart` hook; a failing hook kills the container, as upstream.
+async fn post_start(
+    shared: &Shared,
+    pod: &Pod,
+    c: &Container,
+    sandbox: &SandboxId,
+    id: &ContainerId,
+) {
+    let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) else {
+        return;
+    };
+    let netns = shared
+        .runtime
+        .pod_sandbox_status(sandbox)
+        .await
+        .ok()
+        .and_then(|s| s.netns_path);
+    let timeout = Duration::from_secs(30);
+    if !prober::run_hook(&hook, &*shared.runtime, id, netns, &ports_of(c), timeout).await {
+        tracing::info!(pod = ?pod.metadata.name, container = %c.name, "postStart hook failed, killing the container");
+        let _ = shared.runtime.stop_container(id, Duration::ZERO).await;
+    }
+}
+
 /// Runs the container's due probes; a failed liveness or startup probe kills it (the restart
 /// policy then decides what follows).
 async fn probe(shared: &Shared, pod: &Pod, c: &Container, sandbox: &SandboxId, slot: &mut Slot) {
@@ -615,12 +673,7 @@ async fn probe(shared: &Shared, pod: &Pod, c: &Container, sandbox: &SandboxId, s
         .await
         .ok()
         .and_then(|s| s.netns_path);
-    let ports: Vec<(String, i32)> = c
-        .ports
-        .iter()
-        .flatten()
-        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
-        .collect();
+    let ports = ports_of(c);
     let started = probes.started();
     let specs = [
         (
@@ -807,6 +860,7 @@ async fn drive(
         slot.waiting = Some(("RunContainerError".into(), Some(e.to_string())));
     } else {
         slot.waiting = None;
+        post_start(shared, pod, c, sandbox, &id).await;
     }
     if slot.last_exit.is_some() {
         slot.restarts += 1;

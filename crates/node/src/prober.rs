@@ -156,6 +156,30 @@ pub async fn run(
     false
 }
 
+/// Runs a lifecycle hook (`postStart`/`preStop`): `exec`, `httpGet`, `tcpSocket` as a probe
+/// would, or `sleep`. Returns whether it succeeded within `timeout`.
+pub async fn run_hook(
+    hook: &k8s_openapi::api::core::v1::LifecycleHandler,
+    runtime: &dyn ContainerRuntime,
+    id: &ContainerId,
+    netns: Option<PathBuf>,
+    ports: &[(String, i32)],
+    timeout: Duration,
+) -> bool {
+    if let Some(sleep) = &hook.sleep {
+        let secs = u64::try_from(sleep.seconds).unwrap_or(0);
+        tokio::time::sleep(Duration::from_secs(secs).min(timeout)).await;
+        return true;
+    }
+    let as_probe = Probe {
+        exec: hook.exec.clone(),
+        http_get: hook.http_get.clone(),
+        tcp_socket: hook.tcp_socket.clone(),
+        ..Default::default()
+    };
+    run(&as_probe, runtime, id, netns, ports, timeout).await
+}
+
 /// An HTTP/1.1 GET to the pod's loopback: 200–399 is success, as upstream.
 fn http_ok(port: u16, path: &str, timeout: Duration) -> bool {
     use std::io::{Read, Write};

@@ -402,3 +402,41 @@ fn probes_flip_readiness_and_restart_unhealthy_containers() {
         &["delete", "pod", "probed", "--wait=true", "--timeout=60s"],
     );
 }
+
+#[test]
+fn lifecycle_hooks_run_after_start_and_before_stop() {
+    let (s, node) = node_with_busybox();
+    let k = KUBECTLS[KUBECTLS.len() - 1];
+    let host_dir = s.data_dir().join("hook-out");
+    let pod = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "hooked"},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 5,
+            "containers": [{
+                "name": "main", "image": "busybox:1.36",
+                "command": ["sh", "-c", "while [ ! -f /tmp/hook ]; do sleep 0.2; done; echo saw $(cat /tmp/hook); sleep 3600"],
+                "lifecycle": {
+                    "postStart": {"exec": {"command": ["sh", "-c", "echo post-start > /tmp/hook"]}},
+                    "preStop": {"exec": {"command": ["sh", "-c", "echo pre-stop > /out/stopped"]}},
+                },
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            }],
+            "volumes": [{"name": "out", "hostPath": {"path": host_dir.to_string_lossy()}}],
+        },
+    });
+    s.create(k, Some("default"), &pod.to_string());
+    wait_for("the postStart hook's effect in the logs", 60, || {
+        let out = s.kubectl(k, &["logs", "hooked"]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("saw post-start")
+            .then_some(())
+    });
+    s.ok_kubectl(
+        k,
+        &["delete", "pod", "hooked", "--wait=true", "--timeout=60s"],
+    );
+    let stopped = std::fs::read_to_string(host_dir.join("stopped")).unwrap_or_default();
+    assert_eq!(stopped.trim(), "pre-stop");
+}
