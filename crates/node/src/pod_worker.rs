@@ -614,6 +614,12 @@ fn view_of(
     }
 }
 
+/// The pod's network namespace, where probes and hooks dial.
+async fn netns_of(shared: &Shared, sandbox: &SandboxId) -> Option<std::path::PathBuf> {
+    let status = shared.runtime.pod_sandbox_status(sandbox).await.ok()?;
+    status.netns_path
+}
+
 /// The container's named ports, for probes and hooks.
 fn ports_of(c: &Container) -> Vec<(String, i32)> {
     c.ports
@@ -634,12 +640,7 @@ async fn post_start(
     let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) else {
         return;
     };
-    let netns = shared
-        .runtime
-        .pod_sandbox_status(sandbox)
-        .await
-        .ok()
-        .and_then(|s| s.netns_path);
+    let netns = netns_of(shared, sandbox).await;
     let timeout = Duration::from_secs(30);
     if !prober::run_hook(&hook, &*shared.runtime, id, netns, &ports_of(c), timeout).await {
         tracing::info!(pod = ?pod.metadata.name, container = %c.name, "postStart hook failed, killing the container");
@@ -667,12 +668,7 @@ async fn probe(shared: &Shared, pod: &Pod, c: &Container, sandbox: &SandboxId, s
     let Some(probes) = slot.probes.as_mut() else {
         return;
     };
-    let netns = shared
-        .runtime
-        .pod_sandbox_status(sandbox)
-        .await
-        .ok()
-        .and_then(|s| s.netns_path);
+    let netns = netns_of(shared, sandbox).await;
     let ports = ports_of(c);
     let started = probes.started();
     let specs = [
