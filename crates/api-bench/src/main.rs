@@ -14,6 +14,8 @@ enum Workload {
     Rate,
     List,
     Watch,
+    /// Pod startup on a real node: create → Running (the image must already be on the node).
+    PodStartup,
 }
 
 #[derive(Parser, Debug)]
@@ -40,7 +42,16 @@ struct Args {
     /// Concurrent watchers for the fan-out workload.
     #[arg(long, default_value_t = 1000)]
     watchers: usize,
-    /// Run only these workloads (default: all).
+    /// Pods for the pod-startup workload.
+    #[arg(long, default_value_t = 100)]
+    pods: usize,
+    /// Node the pod-startup pods are bound to (default: the first node).
+    #[arg(long)]
+    node: Option<String>,
+    /// Image of the pod-startup pods.
+    #[arg(long, default_value = "busybox:1.36")]
+    image: String,
+    /// Run only these workloads (default: all but pod-startup, which needs a node with the image).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Workload>,
 }
@@ -56,7 +67,13 @@ async fn client(path: &std::path::Path) -> Result<kube::Client> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let wants = |w: Workload| args.only.is_empty() || args.only.contains(&w);
+    let wants = |w: Workload| {
+        if args.only.is_empty() {
+            w != Workload::PodStartup
+        } else {
+            args.only.contains(&w)
+        }
+    };
     let bench = workloads::Bench::new(client(&args.kubeconfig).await?, &args.namespace).await?;
     if wants(Workload::Create) {
         println!("| concurrent clients | creates/s | p50 ms | p99 ms | max ms |");
@@ -91,6 +108,18 @@ async fn main() -> Result<()> {
             let l = bench.list(n).await?;
             println!("| {n} | {:.0} | {} | {} |", l.millis, l.items, l.bytes);
         }
+        println!();
+    }
+    if wants(Workload::PodStartup) {
+        let m = bench
+            .pod_startup(args.pods, args.node.as_deref(), &args.image)
+            .await?;
+        println!("| pods | running | p50 ms | p99 ms | max ms |");
+        println!("|---|---|---|---|---|");
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.0} |",
+            args.pods, m.delivered, m.p50_ms, m.p99_ms, m.max_ms
+        );
         println!();
     }
     if wants(Workload::Watch) {

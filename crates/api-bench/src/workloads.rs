@@ -272,6 +272,90 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// Creates `count` pods bound to `node` one after another and measures, for each, the time
+    /// from the create request to the watch event showing it Running (then deletes them).
+    pub async fn pod_startup(
+        &self,
+        count: usize,
+        node: Option<&str>,
+        image: &str,
+    ) -> Result<FanOut> {
+        let node = match node {
+            Some(n) => n.to_owned(),
+            None => {
+                let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(self.client.clone());
+                nodes
+                    .list(&ListParams::default())
+                    .await?
+                    .items
+                    .first()
+                    .and_then(|n| n.metadata.name.clone())
+                    .context("no node to run pods on")?
+            }
+        };
+        let pods = self.pods();
+        let rv = pods
+            .list_metadata(&ListParams::default().limit(1))
+            .await?
+            .metadata
+            .resource_version
+            .unwrap_or_default();
+        let mut events = pods
+            .watch(&WatchParams::default().labels("bench=startup"), &rv)
+            .await?
+            .boxed();
+        let mut started: std::collections::HashMap<String, Instant> =
+            std::collections::HashMap::new();
+        let mut h = histogram()?;
+        let mut running = 0;
+        let mut names = Vec::new();
+        for _ in 0..count {
+            let name = self.name();
+            let p: Pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "labels": {"bench": "startup"}},
+                "spec": {
+                    "nodeName": node,
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "main", "image": image, "imagePullPolicy": "IfNotPresent", "command": ["sleep", "3600"]}],
+                },
+            }))?;
+            started.insert(name.clone(), Instant::now());
+            pods.create(&PostParams::default(), &p).await?;
+            names.push(name);
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while running < count && Instant::now() < deadline {
+            let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+                .await
+                .unwrap_or(Ok(None))
+            else {
+                continue;
+            };
+            if let WatchEvent::Modified(p) = ev {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let is_running =
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                if is_running && let Some(t) = started.remove(&name) {
+                    h.record(t.elapsed().as_micros().max(1) as u64)?;
+                    running += 1;
+                }
+            }
+        }
+        for name in names {
+            let _ = pods
+                .delete(&name, &kube::api::DeleteParams::default())
+                .await;
+        }
+        Ok(FanOut {
+            delivered: running,
+            p50_ms: ms(&h, 0.5),
+            p99_ms: ms(&h, 0.99),
+            max_ms: h.max() as f64 / 1000.0,
+        })
+    }
+}
+
 fn http_list(namespace: &str) -> http::Request<Vec<u8>> {
     http::Request::get(format!("/api/v1/namespaces/{namespace}/pods"))
         .body(Vec::new())
