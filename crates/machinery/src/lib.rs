@@ -10,6 +10,7 @@
 //! - [`strategic_merge_patch`] with [`merge_schema`]: `application/strategic-merge-patch+json`;
 //! - [`managed_fields`]: field ownership (`managedFields`) and server-side apply with conflicts;
 //! - [`quantity`]: resource quantities (`500m`, `1.5Gi`) as exact integers;
+//! - [`query`]: URL query strings, decoded and re-encoded;
 //! - [`timestamp`]: RFC 3339 timestamps to and from Unix seconds;
 //! - [`name_validation`]: DNS-1123 names, label keys and values, path segments, `generateName`.
 //!
@@ -25,6 +26,7 @@ pub mod merge_patch;
 pub mod merge_schema;
 pub mod name_validation;
 pub mod quantity;
+pub mod query;
 mod selectable_fields;
 pub mod strategic_merge_patch;
 pub mod timestamp;

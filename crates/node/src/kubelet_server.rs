@@ -78,20 +78,6 @@ pub async fn serve(
     }
 }
 
-fn query(req: &Request<Incoming>) -> Vec<(String, String)> {
-    req.uri()
-        .query()
-        .map(|q| {
-            q.split('&')
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (k.to_owned(), v.replace("%3A", ":").replace("%3a", ":"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 async fn handle(req: Request<Incoming>, runtime: Arc<dyn ContainerRuntime>) -> Response<Body> {
     let path: Vec<String> = req
         .uri()
@@ -108,8 +94,8 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn ContainerRuntime>) -> R
     {
         ["healthz"] => text(StatusCode::OK, "ok"),
         ["containerLogs", ns, pod, container] => {
-            let q = query(&req);
-            let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+            let q = rudder_machinery::query::parse(req.uri().query());
+            let get = |k: &str| q.get(k).map(String::as_str);
             let flag = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

@@ -23,10 +23,6 @@ const LOG_PARAMS: &[&str] = &[
     "limitBytes",
 ];
 
-fn service_unavailable(message: String) -> ApiError {
-    ApiError::internal(message)
-}
-
 /// GET `pods/{name}/log`.
 pub(crate) async fn pod_log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let pod = super::read::fetch(ctx)
@@ -84,14 +80,17 @@ pub(crate) async fn pod_log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let ns = ctx.target.namespace.as_deref().unwrap_or("default");
     let query: Vec<String> = LOG_PARAMS
         .iter()
-        .filter_map(|p| ctx.query.get(*p).map(|v| format!("{p}={v}")))
+        .filter_map(|p| {
+            let v = ctx.query.get(*p)?;
+            Some(format!("{p}={}", rudder_machinery::query::encode(v)))
+        })
         .collect();
     let path = format!("/containerLogs/{ns}/{name}/{container}?{}", query.join("&"));
     let tls = ctx
         .server
         .kubelet_client
         .clone()
-        .ok_or_else(|| service_unavailable("no client credentials for node agents".into()))?;
+        .ok_or_else(|| ApiError::internal("no client credentials for node agents"))?;
     get_from_node(tls, &address, &hostname, port, &path).await
 }
 
@@ -125,7 +124,7 @@ async fn get_from_node(
     path: &str,
 ) -> Result<Response<Body>, ApiError> {
     let unreachable =
-        |e: String| service_unavailable(format!("error dialing the node {address}:{port}: {e}"));
+        |e: String| ApiError::internal(format!("error dialing the node {address}:{port}: {e}"));
     let tcp = tokio::net::TcpStream::connect((address, port))
         .await
         .map_err(|e| unreachable(e.to_string()))?;
