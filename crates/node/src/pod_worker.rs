@@ -3,7 +3,7 @@
 //! exponential back-off (`CrashLoopBackOff`), reports status, and on deletion stops everything
 //! within the grace period and removes the pod.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,13 @@ use tokio::sync::watch;
 
 use crate::pod_spec::{self, EnvSources, PodContext};
 use crate::pod_status::{self, ContainerView, State, Terminated};
-use crate::prober::{self, Kind, Tally, Timing, Verdict};
+use crate::prober;
+
+mod probing;
+mod references;
+
+use probing::{Probes, netns_of, ports_of, post_start, probe};
+use references::env_sources;
 
 /// First restart delay, doubled after each crash up to [`MAX_BACKOFF`] (upstream's values).
 const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
@@ -57,40 +63,6 @@ struct Slot {
     retry_at: Option<Instant>,
     /// Probe tallies of the current run (reset when a new container starts).
     probes: Option<Probes>,
-}
-
-/// The probes of one container run.
-struct Probes {
-    for_container: ContainerId,
-    startup: Option<(Timing, Tally)>,
-    liveness: Option<(Timing, Tally)>,
-    readiness: Option<(Timing, Tally)>,
-}
-
-impl Probes {
-    fn new(c: &Container, id: ContainerId, started: Instant) -> Self {
-        let make = |p: &Option<k8s_openapi::api::core::v1::Probe>, passing: bool| {
-            p.as_ref().map(|p| {
-                let t = Timing::of(p);
-                let tally = Tally::new(&t, started, passing);
-                (t, tally)
-            })
-        };
-        Self {
-            for_container: id,
-            startup: make(&c.startup_probe, false),
-            liveness: make(&c.liveness_probe, true),
-            readiness: make(&c.readiness_probe, false),
-        }
-    }
-
-    fn started(&self) -> bool {
-        self.startup.as_ref().is_none_or(|(_, t)| t.passing)
-    }
-
-    fn ready(&self) -> bool {
-        self.started() && self.readiness.as_ref().is_none_or(|(_, t)| t.passing)
-    }
 }
 
 fn now() -> Time {
@@ -185,7 +157,7 @@ impl Worker {
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= VOLUME_RESYNC);
         if due {
-            self.objects = self.referenced_objects(pod).await;
+            self.objects = references::fetch(&self.shared.client, pod).await;
             let root = self.shared.root.clone();
             let pod_copy = pod.clone();
             let objects = self.objects.clone();
@@ -311,46 +283,6 @@ impl Worker {
         Ok(())
     }
 
-    /// The ConfigMaps and Secrets the pod refers to (environment and volumes), fetched once.
-    async fn referenced_objects(&self, pod: &Pod) -> crate::volumes::Objects {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
-            Api::namespaced(self.shared.client.clone(), &ns);
-        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-            Api::namespaced(self.shared.client.clone(), &ns);
-        let (cm_names, secret_names) = referenced_names(pod);
-        let mut out = crate::volumes::Objects::default();
-        for name in cm_names {
-            if let Ok(Some(cm)) = cms.get_opt(&name).await {
-                let mut data: BTreeMap<String, Vec<u8>> = cm
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.into_bytes()))
-                    .collect();
-                data.extend(
-                    cm.binary_data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, v.0)),
-                );
-                out.config_maps.insert(name, data);
-            }
-        }
-        for name in secret_names {
-            if let Ok(Some(s)) = secrets.get_opt(&name).await {
-                let data = s
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                out.secrets.insert(name, data);
-            }
-        }
-        out
-    }
-
     /// Builds the status from the slots and writes it when it changed.
     async fn report(&mut self, pod: &Pod, policy: &str) -> StepResult {
         let spec = pod.spec.clone().unwrap_or_default();
@@ -441,18 +373,13 @@ impl Worker {
                 let id = self.app.get(&c.name)?.id.clone()?;
                 Some((c, hook, id))
             });
-            let runs = hooks.map(|(c, hook, id)| {
-                let (rt, sandbox) = (self.shared.runtime.clone(), sandbox.clone());
-                async move {
-                    let netns = rt
-                        .pod_sandbox_status(&sandbox)
-                        .await
-                        .ok()
-                        .and_then(|s| s.netns_path);
-                    let ok = prober::run_hook(&hook, &*rt, &id, netns, &ports_of(c), grace).await;
-                    if !ok {
-                        tracing::info!(container = %c.name, "preStop hook failed");
-                    }
+            let shared = &self.shared;
+            let sandbox = &sandbox;
+            let runs = hooks.map(|(c, hook, id)| async move {
+                let netns = netns_of(shared, sandbox).await;
+                let rt = &*shared.runtime;
+                if !prober::run_hook(&hook, rt, &id, netns, &ports_of(c), grace).await {
+                    tracing::info!(container = %c.name, "preStop hook failed");
                 }
             });
             let _ = tokio::time::timeout(grace, futures::future::join_all(runs)).await;
@@ -510,57 +437,6 @@ fn same_but_times(a: &PodStatus, b: &PodStatus) -> bool {
     strip(a) == strip(b)
 }
 
-/// Names of the ConfigMaps and Secrets a pod's environment and volumes refer to.
-fn referenced_names(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
-    let (mut cms, mut secrets) = (BTreeSet::new(), BTreeSet::new());
-    let Some(spec) = pod.spec.as_ref() else {
-        return (cms, secrets);
-    };
-    for c in spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(spec.containers.iter())
-    {
-        for e in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
-            cms.extend(e.config_map_key_ref.iter().map(|r| r.name.clone()));
-            secrets.extend(e.secret_key_ref.iter().map(|r| r.name.clone()));
-        }
-        for f in c.env_from.iter().flatten() {
-            cms.extend(f.config_map_ref.iter().map(|r| r.name.clone()));
-            secrets.extend(f.secret_ref.iter().map(|r| r.name.clone()));
-        }
-    }
-    for v in spec.volumes.iter().flatten() {
-        cms.extend(v.config_map.iter().map(|c| c.name.clone()));
-        secrets.extend(v.secret.iter().filter_map(|s| s.secret_name.clone()));
-        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
-            cms.extend(src.config_map.iter().map(|c| c.name.clone()));
-            secrets.extend(src.secret.iter().map(|s| s.name.clone()));
-        }
-    }
-    (cms, secrets)
-}
-
-/// The text values environment variables take from ConfigMaps and Secrets.
-fn env_sources(objects: &crate::volumes::Objects) -> EnvSources {
-    let text = |m: &BTreeMap<String, BTreeMap<String, Vec<u8>>>| {
-        m.iter()
-            .map(|(name, data)| {
-                let data = data
-                    .iter()
-                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-                    .collect();
-                (name.clone(), data)
-            })
-            .collect()
-    };
-    EnvSources {
-        config_maps: text(&objects.config_maps),
-        secrets: text(&objects.secrets),
-    }
-}
-
 /// The agent's view of a container for status purposes.
 fn view_of(
     c: &Container,
@@ -611,120 +487,6 @@ fn view_of(
         started: slot
             .and_then(|s| s.probes.as_ref())
             .is_none_or(Probes::started),
-    }
-}
-
-/// The pod's network namespace, where probes and hooks dial.
-async fn netns_of(shared: &Shared, sandbox: &SandboxId) -> Option<std::path::PathBuf> {
-    let status = shared.runtime.pod_sandbox_status(sandbox).await.ok()?;
-    status.netns_path
-}
-
-/// The container's named ports, for probes and hooks.
-fn ports_of(c: &Container) -> Vec<(String, i32)> {
-    c.ports
-        .iter()
-        .flatten()
-        .map(|p| (p.name.clone().unwrap_or_default(), p.container_port))
-        .collect()
-}
-
-/// Runs the container's `postStart` hook; a failing hook kills the container, as upstream.
-async fn post_start(
-    shared: &Shared,
-    pod: &Pod,
-    c: &Container,
-    sandbox: &SandboxId,
-    id: &ContainerId,
-) {
-    let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) else {
-        return;
-    };
-    let netns = netns_of(shared, sandbox).await;
-    let timeout = Duration::from_secs(30);
-    if !prober::run_hook(&hook, &*shared.runtime, id, netns, &ports_of(c), timeout).await {
-        tracing::info!(pod = ?pod.metadata.name, container = %c.name, "postStart hook failed, killing the container");
-        let _ = shared.runtime.stop_container(id, Duration::ZERO).await;
-    }
-}
-
-/// Runs the container's due probes; a failed liveness or startup probe kills it (the restart
-/// policy then decides what follows).
-async fn probe(shared: &Shared, pod: &Pod, c: &Container, sandbox: &SandboxId, slot: &mut Slot) {
-    let Some(id) = slot.id.clone() else {
-        slot.probes = None;
-        return;
-    };
-    if c.startup_probe.is_none() && c.liveness_probe.is_none() && c.readiness_probe.is_none() {
-        return;
-    }
-    match shared.runtime.container_status(&id).await {
-        Ok(st) if st.state == ContainerState::Running => {}
-        _ => return,
-    }
-    if slot.probes.as_ref().is_none_or(|p| p.for_container != id) {
-        slot.probes = Some(Probes::new(c, id.clone(), Instant::now()));
-    }
-    let Some(probes) = slot.probes.as_mut() else {
-        return;
-    };
-    let netns = netns_of(shared, sandbox).await;
-    let ports = ports_of(c);
-    let started = probes.started();
-    let specs = [
-        (
-            Kind::Startup,
-            &c.startup_probe,
-            &mut probes.startup,
-            !started,
-        ),
-        (
-            Kind::Liveness,
-            &c.liveness_probe,
-            &mut probes.liveness,
-            started,
-        ),
-        (
-            Kind::Readiness,
-            &c.readiness_probe,
-            &mut probes.readiness,
-            started,
-        ),
-    ];
-    let now = Instant::now();
-    let mut kill = false;
-    for (kind, spec, state, active) in specs {
-        let (Some(spec), Some((timing, tally))) = (spec, state.as_mut()) else {
-            continue;
-        };
-        if !active || now < tally.next_at {
-            continue;
-        }
-        let ok = prober::run(
-            spec,
-            &*shared.runtime,
-            &id,
-            netns.clone(),
-            &ports,
-            timing.timeout,
-        )
-        .await;
-        if prober::record(kind, timing, tally, ok, Instant::now()) == Verdict::Kill {
-            tracing::info!(pod = ?pod.metadata.name, container = %c.name, ?kind, "probe failed, killing the container");
-            kill = true;
-        }
-    }
-    if kill {
-        let grace = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.termination_grace_period_seconds)
-            .and_then(|g| u64::try_from(g).ok())
-            .unwrap_or(30);
-        let _ = shared
-            .runtime
-            .stop_container(&id, Duration::from_secs(grace))
-            .await;
     }
 }
 

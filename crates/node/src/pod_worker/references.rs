@@ -1,0 +1,98 @@
+//! The ConfigMaps and Secrets a pod refers to — in its environment and its volumes — found,
+//! fetched once per sync period, and turned into the text values environment variables take.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+
+use crate::pod_spec::EnvSources;
+
+/// The ConfigMaps and Secrets the pod refers to (environment and volumes), fetched once.
+pub(super) async fn fetch(client: &kube::Client, pod: &Pod) -> crate::volumes::Objects {
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+    let (cm_names, secret_names) = referenced_names(pod);
+    let mut out = crate::volumes::Objects::default();
+    for name in cm_names {
+        if let Ok(Some(cm)) = cms.get_opt(&name).await {
+            let mut data: BTreeMap<String, Vec<u8>> = cm
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.into_bytes()))
+                .collect();
+            data.extend(
+                cm.binary_data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0)),
+            );
+            out.config_maps.insert(name, data);
+        }
+    }
+    for name in secret_names {
+        if let Ok(Some(s)) = secrets.get_opt(&name).await {
+            let data = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            out.secrets.insert(name, data);
+        }
+    }
+    out
+}
+
+/// Names of the ConfigMaps and Secrets a pod's environment and volumes refer to.
+fn referenced_names(pod: &Pod) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (mut cms, mut secrets) = (BTreeSet::new(), BTreeSet::new());
+    let Some(spec) = pod.spec.as_ref() else {
+        return (cms, secrets);
+    };
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+    {
+        for e in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
+            cms.extend(e.config_map_key_ref.iter().map(|r| r.name.clone()));
+            secrets.extend(e.secret_key_ref.iter().map(|r| r.name.clone()));
+        }
+        for f in c.env_from.iter().flatten() {
+            cms.extend(f.config_map_ref.iter().map(|r| r.name.clone()));
+            secrets.extend(f.secret_ref.iter().map(|r| r.name.clone()));
+        }
+    }
+    for v in spec.volumes.iter().flatten() {
+        cms.extend(v.config_map.iter().map(|c| c.name.clone()));
+        secrets.extend(v.secret.iter().filter_map(|s| s.secret_name.clone()));
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            cms.extend(src.config_map.iter().map(|c| c.name.clone()));
+            secrets.extend(src.secret.iter().map(|s| s.name.clone()));
+        }
+    }
+    (cms, secrets)
+}
+
+/// The text values environment variables take from ConfigMaps and Secrets.
+pub(super) fn env_sources(objects: &crate::volumes::Objects) -> EnvSources {
+    let text = |m: &BTreeMap<String, BTreeMap<String, Vec<u8>>>| {
+        m.iter()
+            .map(|(name, data)| {
+                let data = data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                    .collect();
+                (name.clone(), data)
+            })
+            .collect()
+    };
+    EnvSources {
+        config_maps: text(&objects.config_maps),
+        secrets: text(&objects.secrets),
+    }
+}
