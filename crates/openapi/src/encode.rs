@@ -45,33 +45,25 @@ pub fn document(swagger: &Value) -> Result<g::Document> {
             .transpose()?,
         parameters: obj(m, "parameters")
             .map(|p| {
-                let additional_properties = p
-                    .iter()
-                    .map(|(name, v)| {
+                Ok::<_, Error>(g::ParameterDefinitions {
+                    additional_properties: named(p.iter(), |name, v| {
                         Ok(g::NamedParameter {
-                            name: name.clone(),
+                            name,
                             value: Some(parameter(v)?),
                         })
-                    })
-                    .collect::<Result<_>>()?;
-                Ok::<_, Error>(g::ParameterDefinitions {
-                    additional_properties,
+                    })?,
                 })
             })
             .transpose()?,
         responses: obj(m, "responses")
             .map(|r| {
-                let additional_properties = r
-                    .iter()
-                    .map(|(name, v)| {
+                Ok::<_, Error>(g::ResponseDefinitions {
+                    additional_properties: named(r.iter(), |name, v| {
                         Ok(g::NamedResponse {
-                            name: name.clone(),
+                            name,
                             value: Some(response(v)?),
                         })
-                    })
-                    .collect::<Result<_>>()?;
-                Ok::<_, Error>(g::ResponseDefinitions {
-                    additional_properties,
+                    })?,
                 })
             })
             .transpose()?,
@@ -148,17 +140,22 @@ fn anys(m: &Map<String, Value>, key: &str) -> Result<Vec<g::Any>> {
         .collect()
 }
 
+/// The `Named*` messages (gnostic's ordered maps) of `entries`, each built by `make`.
+fn named<'a, N>(
+    entries: impl Iterator<Item = (&'a String, &'a Value)>,
+    mut make: impl FnMut(String, &'a Value) -> Result<N>,
+) -> Result<Vec<N>> {
+    entries.map(|(k, v)| make(k.clone(), v)).collect()
+}
+
 /// Every `x-` key, in document order, as gnostic collects them.
 fn extensions(m: &Map<String, Value>) -> Result<Vec<g::NamedAny>> {
-    m.iter()
-        .filter(|(k, _)| k.starts_with("x-"))
-        .map(|(k, v)| {
-            Ok(g::NamedAny {
-                name: k.clone(),
-                value: Some(any(v)?),
-            })
+    named(m.iter().filter(|(k, _)| k.starts_with("x-")), |name, v| {
+        Ok(g::NamedAny {
+            name,
+            value: Some(any(v)?),
         })
-        .collect()
+    })
 }
 
 fn info(m: &Map<String, Value>) -> Result<g::Info> {
@@ -210,16 +207,12 @@ fn tag(m: &Map<String, Value>) -> Result<g::Tag> {
 fn paths(m: &Map<String, Value>) -> Result<g::Paths> {
     Ok(g::Paths {
         vendor_extension: extensions(m)?,
-        path: m
-            .iter()
-            .filter(|(k, _)| k.starts_with('/'))
-            .map(|(k, v)| {
-                Ok(g::NamedPathItem {
-                    name: k.clone(),
-                    value: Some(path_item(v.as_object().unwrap_or(&Map::new()))?),
-                })
+        path: named(m.iter().filter(|(k, _)| k.starts_with('/')), |name, v| {
+            Ok(g::NamedPathItem {
+                name,
+                value: Some(path_item(v.as_object().unwrap_or(&Map::new()))?),
             })
-            .collect::<Result<_>>()?,
+        })?,
     })
 }
 
@@ -408,18 +401,15 @@ fn response(v: &Value) -> Result<g::Response> {
     let m = v.as_object().unwrap_or(&empty);
     let headers = obj(m, "headers")
         .map(|h| {
-            let additional_properties = h
-                .iter()
-                .map(|(name, v)| {
-                    let hm = v.as_object().unwrap_or(&empty);
-                    Ok(g::NamedHeader {
-                        name: name.clone(),
-                        value: Some(primitive!(Header, hm, items_of(hm)?, {
-                            description: string(hm, "description"),
-                        })),
-                    })
+            let additional_properties = named(h.iter(), |name, v| {
+                let hm = v.as_object().unwrap_or(&empty);
+                Ok(g::NamedHeader {
+                    name,
+                    value: Some(primitive!(Header, hm, items_of(hm)?, {
+                        description: string(hm, "description"),
+                    })),
                 })
-                .collect::<Result<_>>()?;
+            })?;
             Ok::<_, Error>(g::Headers {
                 additional_properties,
             })
@@ -431,17 +421,13 @@ fn response(v: &Value) -> Result<g::Response> {
         headers,
         examples: obj(m, "examples")
             .map(|e| {
-                let additional_properties = e
-                    .iter()
-                    .map(|(k, v)| {
+                Ok::<_, Error>(g::Examples {
+                    additional_properties: named(e.iter(), |name, v| {
                         Ok(g::NamedAny {
-                            name: k.clone(),
+                            name,
                             value: Some(any(v)?),
                         })
-                    })
-                    .collect::<Result<_>>()?;
-                Ok::<_, Error>(g::Examples {
-                    additional_properties,
+                    })?,
                 })
             })
             .transpose()?,
@@ -473,14 +459,12 @@ fn schema_item(v: &Value) -> Result<g::SchemaItem> {
 }
 
 fn named_schemas(m: &Map<String, Value>) -> Result<Vec<g::NamedSchema>> {
-    m.iter()
-        .map(|(name, v)| {
-            Ok(g::NamedSchema {
-                name: name.clone(),
-                value: Some(schema(v)?),
-            })
+    named(m.iter(), |name, v| {
+        Ok(g::NamedSchema {
+            name,
+            value: Some(schema(v)?),
         })
-        .collect()
+    })
 }
 
 /// One schema, recursively. Non-object input (which gnostic would reject) becomes an empty
