@@ -4,15 +4,22 @@
 
 use std::collections::HashMap;
 
-/// Parses a query string into a map (last value wins, as in Go's `url.Values.Get`).
+/// Parses a query string into a map (a repeated key keeps its last value).
 pub fn parse(query: Option<&str>) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let Some(q) = query else { return out };
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(decode(k), decode(v));
-    }
-    out
+    parse_multi(query).into_iter().collect()
+}
+
+/// Parses a query string into its pairs in order, repeated keys included (`exec`'s
+/// `command=sh&command=-c&command=...`).
+pub fn parse_multi(query: Option<&str>) -> Vec<(String, String)> {
+    let Some(q) = query else { return Vec::new() };
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
 }
 
 /// Decodes `%XX` escapes and `+`; a `%` not followed by two hex digits stays as it is.
@@ -65,6 +72,18 @@ pub fn encode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_keys() {
+        let q = parse_multi(Some("command=sh&command=-c&command=echo+a%26b&tty=true"));
+        let cmd: Vec<&str> = q
+            .iter()
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(cmd, ["sh", "-c", "echo a&b"]);
+        assert_eq!(parse(Some("a=1&a=2"))["a"], "2");
+    }
 
     #[test]
     fn decode_and_encode() {

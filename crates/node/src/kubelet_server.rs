@@ -1,5 +1,6 @@
 //! The agent's HTTPS endpoint (the kubelet's port 10250): what the API server proxies
-//! `kubectl logs` to. Clients must present a certificate of the cluster CA.
+//! `kubectl logs`, `exec` and `port-forward` to. Clients must present a certificate of the
+//! cluster CA.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response, StatusCode};
-use rudder_runtime::{ContainerFilter, ContainerRuntime, ContainerState, ContainerStatus};
+use rudder_runtime::{ContainerRuntime, ContainerState, ContainerStatus};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::net::TcpListener;
 
@@ -72,7 +73,7 @@ pub async fn serve(
             let io = hyper_util::rt::TokioIo::new(tls);
             let _ =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(io, service)
+                    .serve_connection_with_upgrades(io, service)
                     .await;
         });
     }
@@ -93,6 +94,14 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn ContainerRuntime>) -> R
         .as_slice()
     {
         ["healthz"] => text(StatusCode::OK, "ok"),
+        ["exec", ns, pod, container] => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            crate::streaming::exec(req, runtime, &ns, &pod, &container).await
+        }
+        ["portForward", ns, pod] => {
+            let (ns, pod) = (ns.to_string(), pod.to_string());
+            crate::streaming::port_forward(req, runtime, &ns, &pod).await
+        }
         ["containerLogs", ns, pod, container] => {
             let q = rudder_machinery::query::parse(req.uri().query());
             let get = |k: &str| q.get(k).map(String::as_str);
@@ -134,15 +143,7 @@ async fn container_logs(
     follow: bool,
     opts: LogOptions,
 ) -> Response<Body> {
-    let filter = ContainerFilter {
-        labels: [
-            (labels::POD_NAMESPACE.to_owned(), ns.to_owned()),
-            (labels::POD_NAME.to_owned(), pod.to_owned()),
-            (labels::CONTAINER_NAME.to_owned(), container.to_owned()),
-        ]
-        .into(),
-        ..Default::default()
-    };
+    let filter = labels::container_filter(ns, pod, container);
     let mut found = match runtime.list_containers(filter).await {
         Ok(f) => f,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),

@@ -9,12 +9,14 @@ mod heartbeat;
 pub mod kubelet_server;
 pub mod logs;
 pub mod machine;
+mod netns;
 pub mod node_object;
 pub mod pod_spec;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod pods;
 pub mod prober;
+pub mod streaming;
 pub mod volumes;
 
 pub use heartbeat::{Agent, AgentConfig};

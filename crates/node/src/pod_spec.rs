@@ -20,6 +20,23 @@ pub mod labels {
     pub const POD_UID: &str = "io.kubernetes.pod.uid";
     /// The container's name.
     pub const CONTAINER_NAME: &str = "io.kubernetes.container.name";
+
+    /// Every attempt of one container of a pod, by the labels above.
+    pub fn container_filter(
+        ns: &str,
+        pod: &str,
+        container: &str,
+    ) -> rudder_runtime::ContainerFilter {
+        rudder_runtime::ContainerFilter {
+            labels: [
+                (POD_NAMESPACE.to_owned(), ns.to_owned()),
+                (POD_NAME.to_owned(), pod.to_owned()),
+                (CONTAINER_NAME.to_owned(), container.to_owned()),
+            ]
+            .into(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Why a container cannot be configured (reported as `CreateContainerConfigError`).

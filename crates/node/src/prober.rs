@@ -206,32 +206,19 @@ fn http_ok(port: u16, path: &str, timeout: Duration) -> bool {
         .is_some_and(|c| (200..400).contains(&c))
 }
 
-/// Runs `f` on a thread that has joined the network namespace at `netns` (a thread's namespace
-/// is its own, so the agent's other threads are not affected; the thread ends afterwards).
+/// Runs `f` in the network namespace at `netns`, giving up after `timeout` (plus a second for
+/// the thread to start).
 async fn in_netns(
     netns: PathBuf,
     timeout: Duration,
     f: impl FnOnce(Duration) -> bool + Send + 'static,
 ) -> bool {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let spawned = std::thread::Builder::new()
-        .name("probe".into())
-        .spawn(move || {
-            let joined = std::fs::File::open(&netns).ok().is_some_and(|ns| {
-                rustix::thread::move_into_link_name_space(
-                    std::os::fd::AsFd::as_fd(&ns),
-                    Some(rustix::thread::LinkNameSpaceType::Network),
-                )
-                .is_ok()
-            });
-            let _ = tx.send(joined && f(timeout));
-        });
-    if spawned.is_err() {
-        return false;
-    }
-    tokio::time::timeout(timeout + Duration::from_secs(1), rx)
-        .await
-        .is_ok_and(|r| r.unwrap_or(false))
+    tokio::time::timeout(
+        timeout + Duration::from_secs(1),
+        crate::netns::run(netns, move || f(timeout)),
+    )
+    .await
+    .is_ok_and(|r| r.unwrap_or(false))
 }
 
 #[cfg(test)]

@@ -5,22 +5,10 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::node::{node_with_busybox, wait_for};
 use common::{KUBECTLS, Server, json};
-use rudder_runtime::testing::TestImage;
-
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 fn pod(name: &str, node: &str, restart: &str, command: &[&str]) -> String {
     serde_json::json!({
@@ -37,80 +25,6 @@ fn pod(name: &str, node: &str, restart: &str, command: &[&str]) -> String {
         },
     })
     .to_string()
-}
-
-/// Removes every container and sandbox the node left in `data` (even when the test fails):
-/// containers outlive the agent by design, so stopping the server alone would leak them.
-fn remove_containers(data: &std::path::Path) {
-    use rudder_runtime::ContainerRuntime;
-    use rudder_runtime::embedded::{EmbeddedRuntime, RuntimeOptions, ShimCommand};
-    let Ok(images) = rudder_runtime::images::ImageStore::open(data.join("images")) else {
-        return;
-    };
-    let opts = RuntimeOptions {
-        root: data.join("containers"),
-        shim: ShimCommand {
-            program: env!("CARGO_BIN_EXE_rudder").into(),
-            args: vec!["shim".into()],
-        },
-        cgroup_parent: "rudder".into(),
-    };
-    let Ok(rt) = EmbeddedRuntime::new(opts, images) else {
-        return;
-    };
-    let Ok(tokio_rt) = tokio::runtime::Runtime::new() else {
-        return;
-    };
-    tokio_rt.block_on(async {
-        for c in rt
-            .list_containers(Default::default())
-            .await
-            .unwrap_or_default()
-        {
-            let _ = rt.stop_container(&c.id, Duration::ZERO).await;
-            let _ = rt.remove_container(&c.id).await;
-        }
-        for sb in rt.list_pod_sandboxes().await.unwrap_or_default() {
-            let _ = rt.stop_pod_sandbox(&sb.id).await;
-            let _ = rt.remove_pod_sandbox(&sb.id).await;
-        }
-    });
-}
-
-/// A server whose node has the busybox test image (built offline from busybox-static and
-/// imported with `rudder image import`), and the node's name.
-fn node_with_busybox() -> (Server, String) {
-    let mut s = Server::start();
-    s.after_stop(remove_containers);
-    let k = KUBECTLS[KUBECTLS.len() - 1];
-
-    // An image built offline from busybox-static, imported into the node's store.
-    let archive = s.dir.path().join("busybox.tar");
-    TestImage::busybox()
-        .and_then(|i| i.write_oci_layout(&archive, "docker.io/library/busybox:1.36"))
-        .expect("build the busybox image");
-    let out = Command::new(env!("CARGO_BIN_EXE_rudder"))
-        .args(["image", "import"])
-        .arg(&archive)
-        .arg("--data-dir")
-        .arg(s.data_dir())
-        .output()
-        .expect("rudder image import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("busybox:1.36"));
-
-    let node = wait_for("the node", 30, || {
-        let list = json(&s.ok_kubectl(k, &["get", "nodes", "-o", "json"]));
-        list["items"][0]["metadata"]["name"]
-            .as_str()
-            .map(str::to_owned)
-    });
-
-    (s, node)
 }
 
 #[test]

@@ -301,10 +301,17 @@ pub struct ExecRequest {
     pub cmd: Vec<String>,
     /// Give the process a stdin pipe ([`ExecProcess::stdin`]); otherwise stdin is `/dev/null`.
     pub stdin: bool,
-    /// Allocate a terminal. Not supported yet by the embedded runtime
-    /// ([`crate::RuntimeError::Unsupported`]).
+    /// Run the process on a terminal: its stdin, stdout and stderr are one pseudo-terminal,
+    /// so [`ExecProcess::stdout`] carries both outputs, [`ExecProcess::stderr`] is empty and
+    /// [`ExecProcess::resize`] changes the window size.
     pub tty: bool,
+    /// With `tty`: the terminal's size (columns, rows) before the process starts, so that its
+    /// first look at the window is right.
+    pub terminal_size: Option<(u16, u16)>,
 }
+
+/// Sets the window size (columns, rows) of an exec'd process's terminal.
+pub type ResizeFn = Box<dyn Fn(u16, u16) -> std::io::Result<()> + Send + Sync>;
 
 /// A boxed reader of an exec'd process's output.
 pub type ExecReader = Pin<Box<dyn AsyncRead + Send>>;
@@ -322,12 +329,16 @@ pub struct ExecProcess {
     pub stderr: ExecReader,
     /// Resolves to the exit code (128 + signal if killed by a signal).
     pub wait: BoxFuture<'static, crate::error::Result<i32>>,
+    /// With [`ExecRequest::tty`]: resizes the terminal (`kubectl exec -it` follows the user's
+    /// window).
+    pub resize: Option<ResizeFn>,
 }
 
 impl fmt::Debug for ExecProcess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExecProcess")
             .field("stdin", &self.stdin.is_some())
+            .field("tty", &self.resize.is_some())
             .finish_non_exhaustive()
     }
 }

@@ -414,7 +414,7 @@ async fn containers_share_the_sandbox_namespaces_and_exec_works() {
             ExecRequest {
                 cmd: sh("cat; exit 7"),
                 stdin: true,
-                tty: false,
+                ..Default::default()
             },
         )
         .await

@@ -5,6 +5,7 @@ mod body;
 mod delete;
 mod list;
 mod node_proxy;
+mod node_stream;
 mod read;
 mod watch;
 mod write;
@@ -109,6 +110,12 @@ pub(crate) async fn resource(
         (Verb::Get, None | Some("status")) => read::get(&ctx).await,
         (Verb::Get, Some("scale")) => read::get_scale(&ctx).await,
         (Verb::Get, Some("log")) => node_proxy::pod_log(&ctx).await,
+        (Verb::Get | Verb::Create, Some("exec")) => {
+            node_stream::upgrade(ctx, node_stream::Kind::Exec).await
+        }
+        (Verb::Get | Verb::Create, Some("portforward")) => {
+            node_stream::upgrade(ctx, node_stream::Kind::PortForward).await
+        }
         (Verb::List, None) => list::list(&ctx).await,
         (Verb::Watch, None) => watch::watch(&ctx).await,
         (Verb::Create, None) => write::create(ctx).await,

@@ -30,53 +30,8 @@ pub(crate) async fn pod_log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         .value()
         .map_err(ApiError::internal)?;
     let name = ctx.name();
-    let containers: Vec<String> = pod
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .chain(
-            pod.pointer("/spec/initContainers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten(),
-        )
-        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
-        .collect();
-    let container = match ctx.query.get("container") {
-        Some(c) if !c.is_empty() => {
-            if !containers.contains(c) {
-                return Err(ApiError::bad_request(format!(
-                    "container {c} is not valid for pod {name}"
-                )));
-            }
-            c.clone()
-        }
-        _ if containers.len() == 1 => containers[0].clone(),
-        _ => {
-            return Err(ApiError::bad_request(format!(
-                "a container name must be specified for pod {name}, choose one of: [{}]",
-                containers.join(" ")
-            )));
-        }
-    };
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let node = ctx
-        .server
-        .cache
-        .get(&keys::object_key("", "nodes", None, node_name))
-        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?
-        .value()
-        .map_err(ApiError::internal)?;
-    let (address, hostname, port) = kubelet_endpoint(&node, node_name);
+    let container = pick_container(&pod, name, ctx.query.get("container"))?;
+    let (address, hostname, port) = node_of(ctx, &pod)?;
     let ns = ctx.target.namespace.as_deref().unwrap_or("default");
     let query: Vec<String> = LOG_PARAMS
         .iter()
@@ -92,6 +47,73 @@ pub(crate) async fn pod_log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         .clone()
         .ok_or_else(|| ApiError::internal("no client credentials for node agents"))?;
     get_from_node(tls, &address, &hostname, port, &path).await
+}
+
+/// The text of a node's error answer.
+pub(super) async fn body_text(resp: hyper::Response<hyper::body::Incoming>) -> String {
+    resp.into_body()
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The container a request addresses: the one named, or the pod's only one.
+pub(super) fn pick_container(
+    pod: &Value,
+    name: &str,
+    asked: Option<&String>,
+) -> Result<String, ApiError> {
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .chain(
+            pod.pointer("/spec/initContainers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        )
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    match asked {
+        Some(c) if !c.is_empty() => {
+            if !containers.contains(c) {
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            Ok(c.clone())
+        }
+        _ if containers.len() == 1 => Ok(containers[0].clone()),
+        _ => Err(ApiError::bad_request(format!(
+            "a container name must be specified for pod {name}, choose one of: [{}]",
+            containers.join(" ")
+        ))),
+    }
+}
+
+/// The agent endpoint of the node the pod is bound to.
+pub(super) fn node_of(ctx: &Ctx<'_>, pod: &Value) -> Result<(String, String, u16), ApiError> {
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {} does not have a host assigned",
+            ctx.name()
+        )));
+    }
+    let node = ctx
+        .server
+        .cache
+        .get(&keys::object_key("", "nodes", None, node_name))
+        .ok_or_else(|| ApiError::not_found("", "nodes", node_name))?
+        .value()
+        .map_err(ApiError::internal)?;
+    Ok(kubelet_endpoint(&node, node_name))
 }
 
 /// Where the node's agent listens: its InternalIP (else its host name), the host name to verify
@@ -116,6 +138,27 @@ fn kubelet_endpoint(node: &Value, node_name: &str) -> (String, String, u16) {
     (address, hostname, port)
 }
 
+/// A TLS connection to the node's agent, its certificate checked against the cluster CA.
+pub(super) async fn connect_node(
+    tls: Arc<rustls::ClientConfig>,
+    address: &str,
+    hostname: &str,
+    port: u16,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, ApiError> {
+    let unreachable =
+        |e: String| ApiError::internal(format!("error dialing the node {address}:{port}: {e}"));
+    let tcp = tokio::net::TcpStream::connect((address, port))
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let server_name = rustls::pki_types::ServerName::try_from(hostname.to_owned())
+        .map_err(|e| unreachable(e.to_string()))?;
+    tokio_rustls::TlsConnector::from(tls)
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| unreachable(e.to_string()))
+}
+
 async fn get_from_node(
     tls: Arc<rustls::ClientConfig>,
     address: &str,
@@ -125,15 +168,7 @@ async fn get_from_node(
 ) -> Result<Response<Body>, ApiError> {
     let unreachable =
         |e: String| ApiError::internal(format!("error dialing the node {address}:{port}: {e}"));
-    let tcp = tokio::net::TcpStream::connect((address, port))
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
-    let server_name = rustls::pki_types::ServerName::try_from(hostname.to_owned())
-        .map_err(|e| unreachable(e.to_string()))?;
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    let stream = connect_node(tls, address, hostname, port).await?;
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
@@ -151,13 +186,7 @@ async fn get_from_node(
         .map_err(|e| unreachable(e.to_string()))?;
     let status = resp.status();
     if !status.is_success() {
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default();
-        return Err(ApiError::bad_request(body.trim().to_owned()));
+        return Err(ApiError::bad_request(body_text(resp).await));
     }
     // Stream the node's answer through; a broken node connection ends the body.
     let (tx, rx) = tokio::sync::mpsc::channel::<

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -143,7 +143,7 @@ fn cstrings(items: &[String]) -> Step<Vec<CString>> {
 }
 
 /// `argv[0]` as execve needs it: itself if it has a `/`, else the first executable in `PATH`.
-fn lookup(arg0: &str, env: &[String]) -> Step<CString> {
+pub(super) fn lookup(arg0: &str, env: &[String]) -> Step<CString> {
     if arg0.contains('/') {
         return CString::new(arg0).map_err(at("NUL in command"));
     }

@@ -9,6 +9,7 @@ mod cgroups;
 mod init;
 mod logs;
 mod process;
+mod pty;
 mod shim;
 mod state;
 
@@ -477,7 +478,7 @@ impl Inner {
     }
 
     /// The shim `exec` command for a running container.
-    fn exec_command(&self, id: &str, cmd: &[String]) -> Result<tokio::process::Command> {
+    fn exec_command(&self, id: &str, cmd: &[String], tty: bool) -> Result<tokio::process::Command> {
         let st = self.status(id)?;
         if st.state != ContainerState::Running {
             return Err(RuntimeError::InvalidState {
@@ -493,6 +494,7 @@ impl Inner {
         c.args(&self.opts.shim.args)
             .arg("exec")
             .arg(self.container_dir(id))
+            .args(tty.then_some("--tty"))
             .arg("--")
             .args(cmd)
             .stdin(Stdio::null())
@@ -501,6 +503,50 @@ impl Inner {
             .kill_on_drop(true);
         Ok(c)
     }
+}
+
+/// Starts an exec helper whose stdio is a new pseudo-terminal; the caller gets the master side
+/// as stdin and stdout (stderr is empty: a terminal has one output).
+fn exec_on_terminal(
+    mut command: tokio::process::Command,
+    program: PathBuf,
+    ptmx: &Path,
+    size: Option<(u16, u16)>,
+) -> Result<ExecProcess> {
+    let terminal = pty::open(ptmx).ctx("open", ptmx)?;
+    if let Some((columns, rows)) = size {
+        pty::resize(&terminal.master, columns, rows).ctx("resize", ptmx)?;
+    }
+    let slave = |fd: &std::os::fd::OwnedFd| fd.try_clone().map(Stdio::from);
+    command
+        .stdin(slave(&terminal.slave).ctx("dup", "pty")?)
+        .stdout(slave(&terminal.slave).ctx("dup", "pty")?)
+        .stderr(slave(&terminal.slave).ctx("dup", "pty")?);
+    let mut child = command.spawn().ctx("spawn", program.clone())?;
+    // The process must hold the only copies of the terminal's slave side, so that reading the
+    // master ends (EIO) once it and its children exit.
+    drop(command);
+    drop(terminal.slave);
+    let master = Arc::new(terminal.master);
+    let file = |fd: &std::os::fd::OwnedFd| {
+        fd.try_clone()
+            .map(|fd| tokio::fs::File::from_std(std::fs::File::from(fd)))
+    };
+    let reader = file(&master).ctx("dup", "pty")?;
+    let writer = file(&master).ctx("dup", "pty")?;
+    let resize_fd = master.clone();
+    Ok(ExecProcess {
+        stdin: Some(Box::pin(writer)),
+        stdout: Box::pin(pty::TerminalReader::new(reader)),
+        stderr: Box::pin(tokio::io::empty()),
+        wait: Box::pin(async move {
+            let status = child.wait().await.ctx("wait", program)?;
+            Ok(exit_code_of(status))
+        }),
+        resize: Some(Box::new(move |columns, rows| {
+            pty::resize(&*resize_fd, columns, rows)
+        })),
+    })
 }
 
 /// Polls `done` every 20 ms for up to `limit`.
@@ -610,7 +656,7 @@ impl ContainerRuntime for EmbeddedRuntime {
         timeout: Duration,
     ) -> Result<ExecResult> {
         let (inner, id2) = (self.inner.clone(), id.0.clone());
-        let mut command = blocking(move || inner.exec_command(&id2, &cmd)).await?;
+        let mut command = blocking(move || inner.exec_command(&id2, &cmd, false)).await?;
         let child = command
             .spawn()
             .ctx("spawn", self.inner.opts.shim.program.clone())?;
@@ -632,15 +678,26 @@ impl ContainerRuntime for EmbeddedRuntime {
     }
 
     async fn exec(&self, id: &ContainerId, request: ExecRequest) -> Result<ExecProcess> {
-        if request.tty {
-            return Err(RuntimeError::Unsupported("exec with a tty"));
-        }
         let (inner, id2, cmd) = (self.inner.clone(), id.0.clone(), request.cmd.clone());
-        let mut command = blocking(move || inner.exec_command(&id2, &cmd)).await?;
+        let tty = request.tty;
+        let (inner2, id3) = (self.inner.clone(), id.0.clone());
+        let mut command = blocking(move || inner.exec_command(&id2, &cmd, tty)).await?;
+        let program = self.inner.opts.shim.program.clone();
+        if tty {
+            let pid = blocking(move || inner2.status(&id3))
+                .await?
+                .pid
+                .ok_or_else(|| RuntimeError::InvalidState {
+                    kind: "container",
+                    id: id.0.clone(),
+                    reason: "not running".into(),
+                })?;
+            let ptmx = PathBuf::from(format!("/proc/{pid}/root/dev/pts/ptmx"));
+            return exec_on_terminal(command, program, &ptmx, request.terminal_size);
+        }
         if request.stdin {
             command.stdin(Stdio::piped());
         }
-        let program = self.inner.opts.shim.program.clone();
         let mut child = command.spawn().ctx("spawn", program.clone())?;
         let pipe_err = || RuntimeError::Shim("exec pipes missing".into());
         let stdout = child.stdout.take().ok_or_else(pipe_err)?;
@@ -657,6 +714,7 @@ impl ContainerRuntime for EmbeddedRuntime {
                 let status = child.wait().await.ctx("wait", program)?;
                 Ok(exit_code_of(status))
             }),
+            resize: None,
         })
     }
 

@@ -54,15 +54,10 @@ pub fn shim_main(args: Vec<OsString>) -> i32 {
     {
         ["sandbox", dir] => daemonize(Path::new(dir), |r| sandbox(Path::new(dir), r)),
         ["container", dir] => daemonize(Path::new(dir), |r| container(Path::new(dir), r)),
-        ["exec", dir, "--", cmd @ ..] if !cmd.is_empty() => match exec(Path::new(dir), cmd) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("rudder-shim exec: {e}");
-                126
-            }
-        },
+        ["exec", dir, "--", cmd @ ..] if !cmd.is_empty() => exec_main(dir, cmd, false),
+        ["exec", dir, "--tty", "--", cmd @ ..] if !cmd.is_empty() => exec_main(dir, cmd, true),
         _ => {
-            eprintln!("usage: rudder-shim sandbox|container DIR | exec DIR -- CMD...");
+            eprintln!("usage: rudder-shim sandbox|container DIR | exec DIR [--tty] -- CMD...");
             2
         }
     }
@@ -330,7 +325,20 @@ fn write_exit(dir: &Path, code: i32, reason: ExitReason, message: Option<String>
     write_json(&dir.join("exit.json"), &record).map_err(|e| e.to_string())
 }
 
-fn exec(dir: &Path, cmd: &[&str]) -> Step<i32> {
+fn exec_main(dir: &str, cmd: &[&str], tty: bool) -> i32 {
+    match exec(Path::new(dir), cmd, tty) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("rudder-shim exec: {e}");
+            126
+        }
+    }
+}
+
+/// Runs `cmd` in the container; with `tty`, stdin is a terminal that becomes the command's
+/// controlling terminal (job control and ^C work in `kubectl exec -it`).
+fn exec(dir: &Path, cmd: &[&str], tty: bool) -> Step<i32> {
+    use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
 
     let record: ContainerRecord = read_json(&dir.join("container.json"))
@@ -354,8 +362,13 @@ fn exec(dir: &Path, cmd: &[&str]) -> Step<i32> {
             ("mnt", LinkNameSpaceType::Mount),
         ],
     )?;
-    let mut command = std::process::Command::new(cmd[0]);
+    // Looked up in the container's PATH (its mount namespace and environment), with the
+    // message runc gives for a missing program.
+    let program = init::lookup(cmd[0], &spec.env)?;
+    let program = std::ffi::OsStr::from_bytes(program.as_bytes());
+    let mut command = std::process::Command::new(program);
     command
+        .arg0(cmd[0])
         .args(&cmd[1..])
         .env_clear()
         .envs(
@@ -364,12 +377,19 @@ fn exec(dir: &Path, cmd: &[&str]) -> Step<i32> {
                 .map(|kv| kv.split_once('=').unwrap_or((kv, ""))),
         )
         .current_dir(&spec.cwd);
+    if tty && !spec.env.iter().any(|kv| kv.starts_with("TERM=")) {
+        command.env("TERM", "xterm");
+    }
     let caps = spec.capabilities;
     let (uid, gid, groups, nnp) = (spec.uid, spec.gid, spec.groups.clone(), spec.no_new_privs);
     // SAFETY: the closure runs in the forked child of this single-threaded process; it only
     // makes syscalls on data it owns.
     unsafe {
         command.pre_exec(move || {
+            if tty {
+                rustix::process::setsid()?;
+                rustix::process::ioctl_tiocsctty(std::io::stdin())?;
+            }
             init::drop_to(caps, uid, gid, &groups, nnp).map_err(std::io::Error::other)?;
             // If this helper dies (the runtime killed it on a timeout), so does the command.
             rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
