@@ -187,11 +187,16 @@ async fn container_logs(
                 .container_status(&id)
                 .await
                 .map_or(true, |s| s.state == ContainerState::Exited);
-            if let Ok(mut f) = tokio::fs::File::open(&path).await
-                && f.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
-            {
+            if let Ok(mut f) = tokio::fs::File::open(&path).await {
+                // A shorter file than what was read is a new one: the log was rotated.
+                if f.metadata().await.is_ok_and(|m| m.len() < offset) {
+                    offset = 0;
+                }
                 let mut buf = Vec::new();
-                if f.read_to_end(&mut buf).await.is_ok() && !buf.is_empty() {
+                if f.seek(std::io::SeekFrom::Start(offset)).await.is_ok()
+                    && f.read_to_end(&mut buf).await.is_ok()
+                    && !buf.is_empty()
+                {
                     offset += buf.len() as u64;
                     pending.push_str(&String::from_utf8_lossy(&buf));
                     // Only whole records; a partial one waits for the rest.

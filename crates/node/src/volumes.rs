@@ -21,6 +21,9 @@ pub enum Source {
     Empty { memory: bool },
     /// A path of the host.
     HostPath(PathBuf),
+    /// The path of a bound persistent volume, which the volume's directory links to;
+    /// `create` makes the directory if it is missing.
+    Persistent { path: PathBuf, create: bool },
     /// Files written by the agent (configMap, secret, downwardAPI, projected).
     Files(Files),
     /// A volume kind the agent does not support yet.
@@ -36,6 +39,9 @@ pub enum VolumeError {
     /// The volume kind is not supported by this agent.
     #[error("volume \"{volume}\": {kind} volumes are not supported yet")]
     Unsupported { volume: String, kind: &'static str },
+    /// A PersistentVolumeClaim is not bound to a volume yet.
+    #[error("persistentvolumeclaim \"{0}\" is not bound")]
+    Unbound(String),
     /// A mount names a volume the pod does not have.
     #[error("volume \"{0}\" not found in the pod")]
     NoSuchVolume(String),
@@ -44,13 +50,27 @@ pub enum VolumeError {
     Io(String),
 }
 
-/// Data of the ConfigMaps and Secrets volumes refer to, fetched by the caller.
+/// Data of the ConfigMaps, Secrets and claims volumes refer to, fetched by the caller.
 #[derive(Clone, Debug, Default)]
 pub struct Objects {
     /// ConfigMap name → key → bytes (data and binaryData).
     pub config_maps: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// Secret name → key → bytes.
     pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    /// PersistentVolumeClaim name → what it is bound to.
+    pub claims: BTreeMap<String, Claim>,
+}
+
+/// A PersistentVolumeClaim as the node sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Not bound to a volume yet (the pod waits).
+    Unbound,
+    /// Bound to a volume at a path of this node (`hostPath` or `local`); `create` for
+    /// `hostPath` volumes whose type allows creating the directory.
+    Path { path: PathBuf, create: bool },
+    /// Bound to a volume of a kind the node cannot mount.
+    Unsupported(&'static str),
 }
 
 fn keyed_files(
@@ -213,12 +233,21 @@ pub fn plan(pod: &Pod, volume: &Volume, objects: &Objects) -> Result<Source, Vol
         }
         return Ok(Source::Files(files));
     }
-    let kind = if volume.persistent_volume_claim.is_some() {
-        "persistentVolumeClaim"
-    } else {
-        "this kind of"
-    };
-    Ok(Source::Unsupported(kind))
+    if let Some(c) = &volume.persistent_volume_claim {
+        return match objects.claims.get(&c.claim_name) {
+            None => Err(VolumeError::Missing {
+                kind: "persistentvolumeclaim",
+                name: c.claim_name.clone(),
+            }),
+            Some(Claim::Unbound) => Err(VolumeError::Unbound(c.claim_name.clone())),
+            Some(Claim::Path { path, create }) => Ok(Source::Persistent {
+                path: path.clone(),
+                create: *create,
+            }),
+            Some(Claim::Unsupported(kind)) => Ok(Source::Unsupported(kind)),
+        };
+    }
+    Ok(Source::Unsupported("this kind of"))
 }
 
 /// The pod's directory on the node.
@@ -264,7 +293,10 @@ pub fn mounts(root: &Path, pod: &Pod, c: &Container) -> Result<Vec<Mount>, Volum
                 || v.config_map.is_some()
                 || v.secret.is_some()
                 || v.downward_api.is_some()
-                || v.projected.is_some(),
+                || v.projected.is_some()
+                || v.persistent_volume_claim
+                    .as_ref()
+                    .is_some_and(|c| c.read_only == Some(true)),
         });
     }
     Ok(out)
@@ -378,6 +410,7 @@ pub fn sync(root: &Path, pod: &Pod, objects: &Objects) -> Result<(), VolumeError
                     let _ = std::fs::create_dir_all(&p);
                 }
             }
+            Source::Persistent { path, create } => link_persistent(&dir, &path, create)?,
             Source::Files(files) => write_files(&dir, &files)?,
             Source::Unsupported(kind) => {
                 return Err(VolumeError::Unsupported {
@@ -390,11 +423,39 @@ pub fn sync(root: &Path, pod: &Pod, objects: &Objects) -> Result<(), VolumeError
     Ok(())
 }
 
-/// Removes the pod's directory, unmounting memory-backed volumes first.
+/// Points the volume's directory at a persistent volume's path (a symlink: the container's
+/// bind mount follows it, and removing the pod removes only the link, never the data).
+fn link_persistent(dir: &Path, path: &Path, create: bool) -> Result<(), VolumeError> {
+    let io = |e: std::io::Error| VolumeError::Io(format!("{}: {e}", path.display()));
+    if !path.is_dir() {
+        if create {
+            std::fs::create_dir_all(path).map_err(io)?;
+        } else {
+            return Err(VolumeError::Io(format!(
+                "the volume's path {} does not exist on this node",
+                path.display()
+            )));
+        }
+    }
+    if std::fs::read_link(dir).is_ok_and(|p| p == path) {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let _ = std::fs::remove_file(dir);
+    std::os::unix::fs::symlink(path, dir).map_err(io)
+}
+
+/// Removes the pod's directory, unmounting memory-backed volumes first (never through the
+/// links to persistent volumes: those may be mount points of the host).
 pub fn cleanup(root: &Path, uid: &str) {
     let volumes = pod_dir(root, uid).join("volumes");
     for entry in std::fs::read_dir(&volumes).into_iter().flatten().flatten() {
-        let _ = rustix::mount::unmount(entry.path(), rustix::mount::UnmountFlags::DETACH);
+        let _ = rustix::mount::unmount(
+            entry.path(),
+            rustix::mount::UnmountFlags::DETACH | rustix::mount::UnmountFlags::NOFOLLOW,
+        );
     }
     let _ = std::fs::remove_dir_all(pod_dir(root, uid));
 }

@@ -172,6 +172,43 @@ fn volumes_reach_containers() {
             "--from-literal=password=hunter2",
         ],
     );
+    // A claim bound to a hostPath volume (bound here by hand: the binding itself is the
+    // controller manager's).
+    let pv_dir = s.dir.path().join("pv-data");
+    std::fs::create_dir_all(&pv_dir).expect("pv dir");
+    std::fs::write(pv_dir.join("seed"), "seeded").expect("seed");
+    let pv = serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "pv-data"},
+        "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "claimRef": {"namespace": "default", "name": "data"},
+            "hostPath": {"path": pv_dir.to_str().expect("utf-8 path")},
+        },
+    });
+    s.create(k, None, &pv.to_string());
+    let pvc = serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"], "volumeName": "pv-data",
+            "storageClassName": "", "resources": {"requests": {"storage": "1Gi"}},
+        },
+    });
+    s.create(k, Some("default"), &pvc.to_string());
+    s.ok_kubectl(
+        k,
+        &[
+            "patch",
+            "pvc",
+            "data",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Bound"}}"#,
+        ],
+    );
     let pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "reader", "labels": {"app": "reader"}},
@@ -182,12 +219,14 @@ fn volumes_reach_containers() {
                 "name": "main", "image": "busybox:1.36",
                 "command": ["sh", "-c",
                     "cat /etc/pw/password; echo; cat /etc/info/labels; echo > /scratch/ok && echo scratch-ok; \
+                     echo claim=$(cat /data/seed); echo from-the-pod > /data/written; \
                      while true; do echo color=$(cat /etc/cfg/color); sleep 1; done"],
                 "volumeMounts": [
                     {"name": "cfg", "mountPath": "/etc/cfg"},
                     {"name": "pw", "mountPath": "/etc/pw"},
                     {"name": "info", "mountPath": "/etc/info"},
                     {"name": "scratch", "mountPath": "/scratch"},
+                    {"name": "claim", "mountPath": "/data"},
                 ],
             }],
             "volumes": [
@@ -195,6 +234,7 @@ fn volumes_reach_containers() {
                 {"name": "pw", "secret": {"secretName": "pw"}},
                 {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
                 {"name": "scratch", "emptyDir": {"medium": "Memory"}},
+                {"name": "claim", "persistentVolumeClaim": {"claimName": "data"}},
             ],
         },
     });
@@ -207,6 +247,7 @@ fn volumes_reach_containers() {
     assert!(logs.contains("hunter2"), "{logs}");
     assert!(logs.contains("app=\"reader\""), "{logs}");
     assert!(logs.contains("scratch-ok"), "{logs}");
+    assert!(logs.contains("claim=seeded"), "{logs}");
     // A ConfigMap change reaches the mounted file while the container runs.
     s.ok_kubectl(
         k,
@@ -232,6 +273,11 @@ fn volumes_reach_containers() {
     let volumes = s.data_dir().join("agent/pods");
     let left = std::fs::read_dir(&volumes).map_or(0, |d| d.count());
     assert_eq!(left, 0, "pod directories left in {}", volumes.display());
+    // The claim's data outlives the pod.
+    assert_eq!(
+        std::fs::read_to_string(pv_dir.join("written")).expect("written by the pod"),
+        "from-the-pod\n"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
-//! The ConfigMaps and Secrets a pod refers to — in its environment and its volumes — found,
-//! fetched once per sync period, and turned into the text values environment variables take.
+//! The ConfigMaps, Secrets and PersistentVolumeClaims a pod refers to — in its environment and
+//! its volumes — found, fetched once per sync period, and turned into the text values
+//! environment variables take and the paths claims are bound to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 
 use crate::pod_spec::EnvSources;
+use crate::volumes::Claim;
 
 /// The ConfigMaps and Secrets the pod refers to (environment and volumes), fetched once.
 pub(super) async fn fetch(client: &kube::Client, pod: &Pod) -> crate::volumes::Objects {
@@ -43,7 +45,59 @@ pub(super) async fn fetch(client: &kube::Client, pod: &Pod) -> crate::volumes::O
             out.secrets.insert(name, data);
         }
     }
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if let Some(c) = &v.persistent_volume_claim
+            && let Some(claim) = claim(client, &ns, &c.claim_name).await
+        {
+            out.claims.insert(c.claim_name.clone(), claim);
+        }
+    }
     out
+}
+
+/// What a claim is bound to, or `None` if the claim does not exist (or cannot be read now).
+async fn claim(client: &kube::Client, ns: &str, name: &str) -> Option<Claim> {
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    let pvc = pvcs.get_opt(name).await.ok()??;
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let volume = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_name.clone())
+        .filter(|v| !v.is_empty());
+    let Some(volume) = volume.filter(|_| bound) else {
+        return Some(Claim::Unbound);
+    };
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    let Some(pv) = pvs.get_opt(&volume).await.ok()? else {
+        return Some(Claim::Unbound);
+    };
+    Some(claim_of(&pv))
+}
+
+/// Where a persistent volume lives on this node.
+fn claim_of(pv: &k8s_openapi::api::core::v1::PersistentVolume) -> Claim {
+    let Some(spec) = pv.spec.as_ref() else {
+        return Claim::Unsupported("an empty");
+    };
+    if let Some(h) = &spec.host_path {
+        let create = matches!(
+            h.type_.as_deref(),
+            None | Some("") | Some("DirectoryOrCreate")
+        );
+        return Claim::Path {
+            path: h.path.clone().into(),
+            create,
+        };
+    }
+    if let Some(l) = &spec.local {
+        return Claim::Path {
+            path: l.path.clone().into(),
+            create: false,
+        };
+    }
+    Claim::Unsupported("this kind of persistent")
 }
 
 /// Names of the ConfigMaps and Secrets a pod's environment and volumes refer to.

@@ -37,6 +37,13 @@ fn objects() -> Objects {
             "pw".into(),
             BTreeMap::from([("password".into(), b"hunter2".to_vec())]),
         )]),
+        claims: BTreeMap::from([(
+            "data".into(),
+            Claim::Path {
+                path: "/srv/pv1".into(),
+                create: true,
+            },
+        )]),
     }
 }
 
@@ -68,7 +75,38 @@ fn plans_each_kind() {
             (b"app=\"x\"\n".to_vec(), 0o644)
         )]))
     );
-    assert_eq!(planned[5], Source::Unsupported("persistentVolumeClaim"));
+    assert_eq!(
+        planned[5],
+        Source::Persistent {
+            path: "/srv/pv1".into(),
+            create: true
+        }
+    );
+    let claim_states = [
+        (
+            Some(Claim::Unbound),
+            Err(VolumeError::Unbound("data".into())),
+        ),
+        (
+            None,
+            Err(VolumeError::Missing {
+                kind: "persistentvolumeclaim",
+                name: "data".into(),
+            }),
+        ),
+        (
+            Some(Claim::Unsupported("nfs")),
+            Ok(Source::Unsupported("nfs")),
+        ),
+    ];
+    for (claim, want) in claim_states {
+        let mut objects = objects();
+        objects.claims.clear();
+        if let Some(c) = claim {
+            objects.claims.insert("data".into(), c);
+        }
+        assert_eq!(plan(&p, &vols[5], &objects), want);
+    }
     let missing = plan(&p, &vols[0], &Objects::default());
     assert_eq!(
         missing,
@@ -153,4 +191,51 @@ fn file_volumes_update_atomically() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn persistent_volumes_are_links_that_cleanup_leaves_alone() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("pv");
+    let mut pod = pod();
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.volumes = Some(vec![
+            serde_json::from_value(
+                json!({"name": "claim", "persistentVolumeClaim": {"claimName": "data"}}),
+            )
+            .expect("volume"),
+        ]);
+    }
+    let mut objects = Objects::default();
+    objects.claims.insert(
+        "data".into(),
+        Claim::Path {
+            path: data.clone(),
+            create: true,
+        },
+    );
+    sync(root.path(), &pod, &objects).expect("sync");
+    std::fs::write(data.join("kept"), b"x").expect("write");
+    let link = volume_dir(root.path(), "u1", "claim");
+    assert_eq!(std::fs::read_link(&link).expect("a link"), data);
+    sync(root.path(), &pod, &objects).expect("sync again");
+    cleanup(root.path(), "u1");
+    assert!(!link.exists());
+    assert!(
+        data.join("kept").exists(),
+        "the volume's data survives the pod"
+    );
+
+    // A local volume's path must exist already.
+    objects.claims.insert(
+        "data".into(),
+        Claim::Path {
+            path: root.path().join("missing"),
+            create: false,
+        },
+    );
+    assert!(matches!(
+        sync(root.path(), &pod, &objects),
+        Err(VolumeError::Io(_))
+    ));
 }

@@ -1,10 +1,13 @@
 //! Container logs in the CRI format the kubelet reads (`kubectl logs`):
 //! `<RFC3339Nano timestamp> <stdout|stderr> <F|P> <line>\n`, where `P` marks a partial line (a
 //! line longer than the buffer, or output cut off without a newline at exit) and `F` a full one.
+//! A log that grows past [`MAX_BYTES`] is rotated, keeping [`MAX_FILES`] files, as the kubelet
+//! does with its defaults (`containerLogMaxSize` 10Mi, `containerLogMaxFiles` 5).
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 
 use rustix::event::{PollFd, PollFlags};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -12,10 +15,92 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// Longest line written as one record; longer lines are split into `P` records as containerd does.
 const MAX_LINE: usize = 16 * 1024;
 
+/// Size at which a container's log is rotated.
+pub(crate) const MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// Files kept per container: the current one and the newest rotated ones.
+pub(crate) const MAX_FILES: usize = 5;
+
+/// A container's log file, rotated by size: the full file is renamed `<path>.<timestamp>`
+/// (what `kubectl logs` no longer shows, kept for the node's own log collection), a new one
+/// is started, and the oldest rotated files beyond [`MAX_FILES`] are deleted.
+pub(crate) struct LogFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    max_bytes: u64,
+}
+
+impl LogFile {
+    /// Opens (appends to) the log at `path`.
+    pub(crate) fn open(path: &Path) -> io::Result<LogFile> {
+        Self::with_limit(path, MAX_BYTES)
+    }
+
+    fn with_limit(path: &Path, max_bytes: u64) -> io::Result<LogFile> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(LogFile {
+            path: path.to_owned(),
+            file,
+            size,
+            max_bytes,
+        })
+    }
+
+    /// Appends whole records; rotates once the file has reached its limit.
+    fn write_all(&mut self, records: &[u8]) -> io::Result<()> {
+        self.file.write_all(records)?;
+        self.size += records.len() as u64;
+        if self.size >= self.max_bytes {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let now = SystemTime::now();
+        let stamp = rfc3339_nano(now);
+        // `2026-12-07T09:30:00.123456789Z` → `20261207-093000.123456789`: sortable, unique.
+        let compact: String = stamp
+            .chars()
+            .filter(|c| c.is_ascii_digit() || *c == 'T' || *c == '.')
+            .map(|c| if c == 'T' { '-' } else { c })
+            .collect();
+        let mut rotated = self.path.clone().into_os_string();
+        rotated.push(format!(".{compact}"));
+        std::fs::rename(&self.path, &rotated)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        prune(&self.path, MAX_FILES - 1)
+    }
+}
+
+/// Deletes the oldest rotated files of the log at `path` beyond `keep`.
+fn prune(path: &Path, keep: usize) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    rotated.sort();
+    let excess = rotated.len().saturating_sub(keep);
+    for old in &rotated[..excess] {
+        let _ = std::fs::remove_file(old);
+    }
+    Ok(())
+}
+
 /// Copies a container's stdout and stderr pipes to `log` as CRI records until both reach EOF.
 /// One thread with `poll`: the monitor runs after `unshare(CLONE_NEWPID)`, and the kernel
 /// refuses to create threads in a process whose children go to another PID namespace.
-pub(crate) fn copy_streams(stdout: OwnedFd, stderr: OwnedFd, log: &mut File) -> io::Result<()> {
+pub(crate) fn copy_streams(stdout: OwnedFd, stderr: OwnedFd, log: &mut LogFile) -> io::Result<()> {
     let mut streams = [
         (Some(File::from(stdout)), Splitter::new("stdout")),
         (Some(File::from(stderr)), Splitter::new("stderr")),
@@ -71,7 +156,7 @@ impl Splitter {
         }
     }
 
-    fn feed(&mut self, data: &[u8], log: &mut File) -> io::Result<()> {
+    fn feed(&mut self, data: &[u8], log: &mut LogFile) -> io::Result<()> {
         self.pending.extend_from_slice(data);
         let mut start = 0;
         while let Some(pos) = self.pending[start..].iter().position(|&b| b == b'\n') {
@@ -88,7 +173,7 @@ impl Splitter {
     }
 
     /// EOF: output cut off without a newline is a partial record.
-    fn finish(&mut self, log: &mut File) -> io::Result<()> {
+    fn finish(&mut self, log: &mut LogFile) -> io::Result<()> {
         if !self.pending.is_empty() {
             write_records(log, self.stream, &self.pending, false)?;
             self.pending.clear();
@@ -98,7 +183,7 @@ impl Splitter {
 }
 
 /// Writes `line` as one or more records; the last is `F` when `full`.
-fn write_records(log: &mut File, stream: &str, line: &[u8], full: bool) -> io::Result<()> {
+fn write_records(log: &mut LogFile, stream: &str, line: &[u8], full: bool) -> io::Result<()> {
     let chunks: Vec<&[u8]> = if line.is_empty() {
         vec![line]
     } else {
@@ -167,7 +252,7 @@ mod tests {
     fn records_full_partial_and_long_lines() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("log");
-        let mut file = File::create(&path).expect("create");
+        let mut file = LogFile::open(&path).expect("create");
         let long = vec![b'x'; MAX_LINE + 10];
         let mut input = b"one\n\ntwo".to_vec();
         input.push(b'\n');
@@ -194,5 +279,37 @@ mod tests {
         assert_eq!((recs[3].1, recs[3].2.len()), ("P", MAX_LINE));
         assert_eq!(recs[4], ("stdout", "F", "xxxxxxxxxx"));
         assert_eq!(recs[5], ("stdout", "P", "tail"));
+    }
+
+    #[test]
+    fn rotates_and_keeps_the_newest_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("0.log");
+        let mut log = LogFile::with_limit(&path, 1000).expect("open");
+        let mut split = Splitter::new("stdout");
+        for i in 0..400 {
+            split
+                .feed(format!("line {i:04}\n").as_bytes(), &mut log)
+                .expect("feed");
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), MAX_FILES, "{names:?}");
+        assert!(names.contains(&"0.log".to_owned()));
+        // The current file has the newest lines; the rotated ones are whole records.
+        let current = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            current.is_empty() || current.ends_with("line 0399\n"),
+            "{current}"
+        );
+        for n in names.iter().filter(|n| *n != "0.log") {
+            let text = std::fs::read_to_string(dir.path().join(n)).expect("read");
+            assert!(text.len() >= 1000 && text.ends_with('\n'), "{n}");
+            assert!(text.lines().all(|l| l.contains(" stdout F line ")), "{n}");
+        }
     }
 }

@@ -27,7 +27,7 @@ use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
 use super::cgroups::oom_kills_at;
 use super::init::{self, exit_now};
-use super::logs::copy_streams;
+use super::logs::{LogFile, copy_streams};
 use super::state::{
     ContainerRecord, ExitRecord, ProcRef, SandboxRecord, StartedRecord, read_json, write_atomic,
     write_json,
@@ -234,10 +234,7 @@ fn container(dir: &Path, rep: &mut Report) -> Step<()> {
     if let Some(parent) = spec.log_path.parent() {
         fs::create_dir_all(parent).map_err(at(format!("mkdir {}", parent.display())))?;
     }
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log_path)
+    let log = LogFile::open(&spec.log_path)
         .map_err(at(format!("open log {}", spec.log_path.display())))?;
     let (out_r, out_w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(at("pipe"))?;
     let (err_r, err_w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(at("pipe"))?;
