@@ -277,7 +277,14 @@ impl Inner {
             )));
         }
         let image = &rootfs.config;
-        let (uid, gid) = process::user(&config.security, image)?;
+        // The image's own files, top layer first, for user and group names.
+        let read = |name: &str| {
+            rootfs
+                .lower_dirs
+                .iter()
+                .find_map(|d| fs::read_to_string(d.join(name)).ok())
+        };
+        let (uid, gid) = process::user(&config.security, image, &read)?;
         let sec = &config.security;
         let id = new_id()?;
         let dir = self.container_dir(&id);

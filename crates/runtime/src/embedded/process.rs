@@ -181,30 +181,41 @@ pub(crate) fn cwd(config: &ContainerConfig, image: &ImageConfig) -> Result<Strin
     Ok(cwd)
 }
 
-/// uid and gid: `runAsUser`/`runAsGroup` win; else the image's numeric `USER` (`uid[:gid]`).
-/// A user *name* in the image needs the image's `/etc/passwd`, which is not read yet: that is
-/// an error unless `runAsUser` overrides it (Kubernetes' kubelet rejects names with
-/// `runAsNonRoot` for the same reason).
-pub(crate) fn user(sec: &SecurityConfig, image: &ImageConfig) -> Result<(u32, u32)> {
+/// uid and gid: `runAsUser`/`runAsGroup` win; else the image's `USER` (`user[:group]`, each a
+/// number or a name looked up in the image's `/etc/passwd` and `/etc/group`, which `read`
+/// returns). A name the image does not define is an error unless `runAsUser`/`runAsGroup`
+/// overrides it, as runc refuses to start such a container.
+pub(crate) fn user(
+    sec: &SecurityConfig,
+    image: &ImageConfig,
+    read: &dyn Fn(&str) -> Option<String>,
+) -> Result<(u32, u32)> {
     let (mut uid, mut gid) = (0, 0);
     if let Some(u) = image.user.as_deref().filter(|u| !u.is_empty()) {
         let (user, group) = u.split_once(':').map_or((u, None), |(a, b)| (a, Some(b)));
-        match user.parse() {
-            Ok(n) => uid = n,
-            Err(_) if sec.run_as_user.is_some() => {}
-            Err(_) => {
+        let passwd = read("etc/passwd").unwrap_or_default();
+        let entry = passwd_entry(&passwd, user);
+        match (user.parse::<u32>(), entry) {
+            (Ok(n), entry) => {
+                uid = n;
+                gid = entry.map_or(0, |(_, g)| g);
+            }
+            (Err(_), Some((u, g))) => (uid, gid) = (u, g),
+            (Err(_), None) if sec.run_as_user.is_some() => {}
+            (Err(_), None) => {
                 return Err(RuntimeError::InvalidConfig(format!(
-                    "image user {u:?} is not numeric; set runAsUser"
+                    "unable to find user {user}: no matching entries in passwd file"
                 )));
             }
         }
         if let Some(g) = group {
-            match g.parse() {
-                Ok(n) => gid = n,
-                Err(_) if sec.run_as_group.is_some() => {}
-                Err(_) => {
+            let groups = read("etc/group").unwrap_or_default();
+            match (g.parse::<u32>(), group_id(&groups, g)) {
+                (Ok(n), _) | (Err(_), Some(n)) => gid = n,
+                (Err(_), None) if sec.run_as_group.is_some() => {}
+                (Err(_), None) => {
                     return Err(RuntimeError::InvalidConfig(format!(
-                        "image group {g:?} is not numeric; set runAsGroup"
+                        "unable to find group {g}: no matching entries in group file"
                     )));
                 }
             }
@@ -214,6 +225,26 @@ pub(crate) fn user(sec: &SecurityConfig, image: &ImageConfig) -> Result<(u32, u3
         sec.run_as_user.unwrap_or(uid),
         sec.run_as_group.unwrap_or(gid),
     ))
+}
+
+/// uid and primary gid of `user` (a name or a uid) in a passwd file.
+fn passwd_entry(passwd: &str, user: &str) -> Option<(u32, u32)> {
+    passwd.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 4 || line.starts_with('#') {
+            return None;
+        }
+        let (uid, gid) = (f[2].parse().ok()?, f[3].parse().ok()?);
+        (f[0] == user || f[2] == user).then_some((uid, gid))
+    })
+}
+
+/// gid of `group` (a name) in a group file.
+fn group_id(groups: &str, group: &str) -> Option<u32> {
+    groups.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        (f.len() >= 3 && f[0] == group).then(|| f[2].parse().ok())?
+    })
 }
 
 #[cfg(test)]
@@ -274,14 +305,39 @@ mod tests {
             ..Default::default()
         };
         let mut sec = SecurityConfig::default();
-        assert_eq!(user(&sec, &img).ok(), Some((1000, 1001)));
+        let files = |name: &str| match name {
+            "etc/passwd" => Some(
+                "root:x:0:0:root:/root:/bin/sh\n# comment\nnginx:x:101:102:nginx:/:/sbin/nologin\n"
+                    .to_owned(),
+            ),
+            "etc/group" => Some("root:x:0:\nwww:x:33:nginx\n".to_owned()),
+            _ => None,
+        };
+        assert_eq!(user(&sec, &img, &files).ok(), Some((1000, 1001)));
         sec.run_as_user = Some(5);
-        assert_eq!(user(&sec, &img).ok(), Some((5, 1001)));
-        let named = ImageConfig {
-            user: Some("nginx".into()),
+        assert_eq!(user(&sec, &img, &files).ok(), Some((5, 1001)));
+        let named = |u: &str| ImageConfig {
+            user: Some(u.into()),
             ..Default::default()
         };
-        assert!(user(&SecurityConfig::default(), &named).is_err());
+        let none = SecurityConfig::default();
+        let cases: &[(&str, Option<(u32, u32)>)] = &[
+            ("nginx", Some((101, 102))),
+            ("101", Some((101, 102))),
+            ("nginx:www", Some((101, 33))),
+            ("nginx:7", Some((101, 7))),
+            ("4242", Some((4242, 0))),
+            ("ghost", None),
+            ("nginx:ghosts", None),
+        ];
+        for (u, want) in cases {
+            assert_eq!(user(&none, &named(u), &files).ok(), *want, "{u}");
+        }
+        let over = SecurityConfig {
+            run_as_user: Some(9),
+            ..Default::default()
+        };
+        assert_eq!(user(&over, &named("ghost"), &files).ok(), Some((9, 0)));
 
         let default = capabilities(&sec).unwrap_or(0);
         assert_eq!(default.count_ones() as usize, DEFAULT_CAPS.len());
