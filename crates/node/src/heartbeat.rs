@@ -36,6 +36,8 @@ pub struct AgentConfig {
     pub status_interval: Duration,
     /// TLS of the agent's HTTPS endpoint (on `node.kubelet_port`); `None` serves none.
     pub kubelet_tls: Option<Arc<rustls::ServerConfig>>,
+    /// The pod network (bridge and state); `None` leaves pods without addresses.
+    pub network: Option<rudder_net::NetworkOptions>,
 }
 
 impl AgentConfig {
@@ -47,6 +49,7 @@ impl AgentConfig {
             lease_interval: Duration::from_secs(10),
             status_interval: Duration::from_secs(60),
             kubelet_tls: None,
+            network: None,
         }
     }
 }
@@ -112,6 +115,16 @@ impl Agent {
                     .clone()
                     .unwrap_or_else(|| "127.0.0.1".into()),
                 root: self.config.data_dir.clone(),
+                network: self.config.network.clone().map(|opts| {
+                    let slot = Arc::new(crate::pod_network::NetworkSlot::new());
+                    tokio::spawn(crate::pod_network::bring_up(
+                        self.client.clone(),
+                        self.node_name().to_owned(),
+                        opts,
+                        slot.clone(),
+                    ));
+                    slot
+                }),
             });
             tokio::spawn(crate::pods::run(shared, async {
                 let _ = pods_stopped.await;

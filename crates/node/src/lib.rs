@@ -11,6 +11,7 @@ pub mod logs;
 pub mod machine;
 mod netns;
 pub mod node_object;
+pub mod pod_network;
 pub mod pod_spec;
 pub mod pod_status;
 pub mod pod_worker;

@@ -39,11 +39,15 @@ pub struct Shared {
     pub host_ip: String,
     /// The agent's data directory (pods' volumes live in `pods/<uid>/volumes`).
     pub root: std::path::PathBuf,
+    /// The pod network, if the agent gives pods addresses.
+    pub network: Option<Arc<crate::pod_network::NetworkSlot>>,
 }
 
 /// What a step prepared for every container of the pod.
 struct Prepared {
     env: EnvSources,
+    /// The pod's address ("" without pod networking).
+    pod_ip: String,
     /// Why the pod's volumes could not be set up, if they could not.
     volumes: Option<String>,
 }
@@ -85,6 +89,7 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
         last_status: None,
         volumes_synced: None,
         objects: Default::default(),
+        pod_ip: None,
     };
     let first = pod_rx.borrow().clone();
     if let Err(e) = worker.adopt(&first).await {
@@ -121,6 +126,8 @@ struct Worker {
     volumes_synced: Option<(Instant, Option<String>)>,
     /// The ConfigMaps and Secrets the pod refers to, as last read.
     objects: crate::volumes::Objects,
+    /// The pod's address once its sandbox is on the pod network.
+    pod_ip: Option<String>,
 }
 
 /// How often file volumes are refreshed from their ConfigMaps and Secrets.
@@ -150,6 +157,10 @@ impl Worker {
                 id
             }
         };
+        if self.pod_ip.is_none() {
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            self.pod_ip = crate::pod_network::attach(&self.shared, &uid, &sandbox).await?;
+        }
         // ConfigMaps and Secrets are re-read, and file volumes rewritten, every few seconds
         // (the kubelet's sync period), not on every step.
         let due = self
@@ -172,6 +183,7 @@ impl Worker {
         }
         let sources = Prepared {
             env: env_sources(&self.objects),
+            pod_ip: self.pod_ip.clone().unwrap_or_default(),
             volumes: self.volumes_synced.as_ref().and_then(|(_, r)| r.clone()),
         };
         // Init containers, one at a time, each to success.
@@ -316,7 +328,7 @@ impl Worker {
             app: &app,
             sandbox_ready: self.sandbox.is_some(),
             host_ip: &self.shared.host_ip,
-            pod_ip: None,
+            pod_ip: self.pod_ip.as_deref(),
         };
         let mut status = pod_status::pod_status(&previous, &observed, &now());
         // Keep times stable when nothing else changed, so an unchanged pod writes nothing.
@@ -402,6 +414,7 @@ impl Worker {
         }
         let root = self.shared.root.clone();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        crate::pod_network::detach(&self.shared, &uid).await;
         let _ = tokio::task::spawn_blocking(move || crate::volumes::cleanup(&root, &uid)).await;
         let api: Api<Pod> = Api::namespaced(
             self.shared.client.clone(),
@@ -585,7 +598,7 @@ async fn drive(
     }
     let ctx = PodContext {
         host_ip: shared.host_ip.clone(),
-        pod_ip: String::new(),
+        pod_ip: prepared.pod_ip.clone(),
     };
     if let Some(e) = &prepared.volumes {
         slot.waiting = Some(("CreateContainerConfigError".into(), Some(e.clone())));

@@ -53,6 +53,18 @@ pub struct ServerArgs {
     /// Port of the node agent's HTTPS endpoint (what `kubectl logs` goes through).
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// The cluster's pod address range; each node gets a subnet of it (`spec.podCIDR`).
+    #[arg(long, default_value = "10.42.0.0/16")]
+    pub cluster_cidr: ipnet::Ipv4Net,
+    /// Prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+    /// Name of the node's pod bridge.
+    #[arg(long, default_value = "rudder0")]
+    pub pod_bridge: String,
+    /// Run pods without pod networking (no bridge; pods have loopback only and no IP).
+    #[arg(long)]
+    pub disable_pod_network: bool,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -135,6 +147,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (Some(tx), Some(task))
     };
 
+    {
+        let client = admin_client(&kubeconfig).await?;
+        let (cidr, mask) = (args.cluster_cidr, args.node_cidr_mask_size);
+        tokio::spawn(rudder_net::allocator::run(
+            client,
+            cidr,
+            mask,
+            std::future::pending(),
+        ));
+    }
+
     wait_for_signal().await;
     tracing::info!("shutting down");
     if let Some(tx) = agent_stop {
@@ -175,6 +198,10 @@ async fn start_agent(
     };
     let mut agent_config = rudder_node::AgentConfig::new(node, data_dir.join("agent"));
     agent_config.kubelet_tls = Some(endpoint_tls);
+    agent_config.network = (!args.disable_pod_network).then(|| rudder_net::NetworkOptions {
+        bridge: args.pod_bridge.clone(),
+        state_dir: data_dir.join("agent/network"),
+    });
     let images = crate::image::store(data_dir)?;
     let runtime = rudder_runtime::embedded::EmbeddedRuntime::new(
         rudder_runtime::embedded::RuntimeOptions {
@@ -202,6 +229,16 @@ async fn start_agent(
             tracing::error!(error = %e, "node agent stopped");
         }
     }))
+}
+
+/// A client with the admin kubeconfig's credentials.
+async fn admin_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the kubeconfig")?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .context("client configuration")?;
+    kube::Client::try_from(config).context("API client")
 }
 
 /// The API server's TLS to node agents: the admin certificate, HTTP/1.1 only (log streams).

@@ -65,6 +65,14 @@ impl Server {
                 &self.port.to_string(),
                 "--kubelet-port",
                 &self.kubelet_port.to_string(),
+                // Servers of parallel tests share the machine: each gets its own pod range and
+                // bridge, named after its (unique) port.
+                "--cluster-cidr",
+                &format!("10.{}.{}.0/24", self.port >> 8, self.port & 0xff),
+                "--node-cidr-mask-size",
+                "24",
+                "--pod-bridge",
+                &self.pod_bridge(),
             ])
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -75,6 +83,11 @@ impl Server {
             .expect("spawn rudder server");
         self.child = Some(child);
         self.wait_ready();
+    }
+
+    /// The node's pod bridge.
+    pub fn pod_bridge(&self) -> String {
+        format!("rb{}", self.port)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -243,6 +256,14 @@ impl Drop for Server {
         for f in self.after_stop.drain(..) {
             f(&data);
         }
+        // The bridge outlives the server by design (a restarted agent keeps using it).
+        let bridge = self.pod_bridge();
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Runtime::new() {
+                let _ = rt.block_on(rudder_net::remove_bridge(&bridge));
+            }
+        })
+        .join();
     }
 }
 
