@@ -23,6 +23,7 @@ pub mod request_info;
 pub mod resources;
 mod schema_check;
 mod server;
+mod services;
 pub mod status;
 mod validate;
 

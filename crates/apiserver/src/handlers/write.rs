@@ -14,6 +14,7 @@ use crate::http::{Body, json_response};
 use crate::keys;
 use crate::objects::{self, Precondition};
 use crate::params::{FieldValidation, dry_run};
+use crate::services;
 use crate::status::ApiError;
 use crate::validate;
 use rudder_machinery::MergeSchema;
@@ -60,6 +61,13 @@ pub(crate) async fn create(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
 enum Tracking {
     Update,
     Applied,
+}
+
+/// Whether the request writes a core/v1 Service (whose addresses and ports are allocated).
+fn is_service(ctx: &Ctx<'_>) -> bool {
+    ctx.resource.group.is_empty()
+        && ctx.resource.plural == "services"
+        && ctx.target.subresource.is_none()
 }
 
 /// The field manager of a request: `?fieldManager=`, else the user agent's product name.
@@ -129,9 +137,25 @@ async fn create_object(
             &warnings,
         ));
     }
+    let allocations = services::Allocations {
+        store: &*ctx.server.store,
+    };
+    let is_service = is_service(&ctx);
+    let taken = if is_service {
+        let owner = format!("{}/{name}", ctx.target.namespace.as_deref().unwrap_or(""));
+        Some(allocations.allocate(&mut obj, None, &owner, &name).await?)
+    } else {
+        None
+    };
     ctx.resource.to_storage(&mut obj);
     let stored = objects::to_stored(&obj)?;
-    match ctx.server.store.create(&key, Bytes::from(stored)).await? {
+    let outcome = ctx.server.store.create(&key, Bytes::from(stored)).await;
+    if let Some(taken) = &taken
+        && !matches!(outcome, Ok(WriteOutcome::Written(_)))
+    {
+        allocations.release(taken).await;
+    }
+    match outcome? {
         WriteOutcome::Written(kv) => {
             let shown = CachedObject::from_value(&key, &mut obj, kv.mod_revision);
             Ok(with_warnings(
@@ -199,6 +223,9 @@ async fn guaranteed_update(
             ));
         }
         objects::prepare_update(&mut new, &current, &kind, subresource)?;
+        if is_service(ctx) {
+            services::carry_over(&current, &mut new, ctx.name())?;
+        }
         crate::defaults::apply(&ctx.resource, &mut new);
         let warnings = validate::check(&ctx.resource, &mut new, validation, ctx.name())?;
         if tracking == Tracking::Update {
@@ -245,14 +272,38 @@ async fn guaranteed_update(
                 DeleteOutcome::Conflict(_) => continue,
             }
         }
+        let allocations = services::Allocations {
+            store: &*ctx.server.store,
+        };
+        let taken = if is_service(ctx) {
+            let owner = format!(
+                "{}/{}",
+                ctx.target.namespace.as_deref().unwrap_or(""),
+                ctx.name()
+            );
+            Some(
+                allocations
+                    .allocate(&mut new, Some(&current), &owner, ctx.name())
+                    .await?,
+            )
+        } else {
+            None
+        };
         ctx.resource.to_storage(&mut new);
         let stored = objects::to_stored(&new)?;
-        match ctx
+        let outcome = ctx
             .server
             .store
             .update(&key, Bytes::from(stored), kv.mod_revision)
-            .await?
-        {
+            .await;
+        if let Some(taken) = &taken {
+            if matches!(outcome, Ok(WriteOutcome::Written(_))) {
+                allocations.release_held(&current, Some(&new)).await;
+            } else {
+                allocations.release(taken).await;
+            }
+        }
+        match outcome? {
             WriteOutcome::Written(w) => {
                 let object = CachedObject::from_value(&key, &mut new, w.mod_revision);
                 return Ok(Updated { object, warnings });
