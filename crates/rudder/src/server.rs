@@ -65,6 +65,18 @@ pub struct ServerArgs {
     /// Run pods without pod networking (no bridge; pods have loopback only and no IP).
     #[arg(long)]
     pub disable_pod_network: bool,
+    /// Do not run the controller manager in this process.
+    #[arg(long)]
+    pub disable_controllers: bool,
+    /// Controllers to run, upstream's syntax: `*` (the default set), `name`, `-name`.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
+    /// Do not run the scheduler in this process.
+    #[arg(long)]
+    pub disable_scheduler: bool,
+    /// KubeSchedulerConfiguration file: profiles, plugins enabled/disabled, score weights.
+    #[arg(long)]
+    pub scheduler_config: Option<PathBuf>,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -147,7 +159,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (Some(tx), Some(task))
     };
 
-    {
+    if !args.disable_controllers {
         let client = admin_client(&kubeconfig).await?;
         let (cidr, mask) = (args.cluster_cidr, args.node_cidr_mask_size);
         tokio::spawn(rudder_net::allocator::run(
@@ -158,7 +170,27 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         ));
     }
 
+    let controllers_stop = if args.disable_controllers {
+        None
+    } else {
+        Some(start_controllers(&args, &kubeconfig).await?)
+    };
+
+    let scheduler_stop = if args.disable_scheduler {
+        None
+    } else {
+        Some(start_scheduler(&args, &kubeconfig).await?)
+    };
+
     wait_for_signal().await;
+    if let Some((tx, task)) = scheduler_stop {
+        // The scheduler releases its Lease on the way out; the API server must still be up.
+        let _ = tx.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    if let Some(tx) = controllers_stop {
+        let _ = tx.send(());
+    }
     tracing::info!("shutting down");
     if let Some(tx) = agent_stop {
         let _ = tx.send(());
@@ -229,6 +261,55 @@ async fn start_agent(
             tracing::error!(error = %e, "node agent stopped");
         }
     }))
+}
+
+/// Starts the controller manager, an API client like the agent. Returns its stop switch.
+async fn start_controllers(
+    args: &ServerArgs,
+    kubeconfig: &std::path::Path,
+) -> Result<tokio::sync::oneshot::Sender<()>> {
+    let client = admin_client(kubeconfig).await?;
+    let options = rudder_controllers::Options {
+        controllers: args.controllers.clone(),
+    };
+    rudder_controllers::registry::select(&options.controllers).context("--controllers")?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let stop = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = rudder_controllers::run(client, options, stop).await {
+            tracing::error!(error = %e, "controller manager stopped");
+        }
+    });
+    Ok(tx)
+}
+
+/// Starts the scheduler (leader-elected through the `kube-system/kube-scheduler` Lease), an API
+/// client like the agent. Returns its stop switch.
+async fn start_scheduler(
+    args: &ServerArgs,
+    kubeconfig: &std::path::Path,
+) -> Result<(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let config = match &args.scheduler_config {
+        Some(path) => rudder_scheduler::config::Config::from_file(path)?,
+        None => rudder_scheduler::config::Config::default(),
+    };
+    let client = admin_client(kubeconfig).await?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let identity = rudder_scheduler::default_identity();
+        let stop = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = rudder_scheduler::run(client, config, identity, stop).await {
+            tracing::error!(error = %e, "scheduler stopped");
+        }
+    });
+    Ok((tx, task))
 }
 
 /// A client with the admin kubeconfig's credentials.

@@ -386,6 +386,19 @@ fn apply_patch(
     }
 }
 
+/// Whether a patch document names a resourceVersion (merge and apply patches in `metadata`,
+/// JSON patches by an operation on `/metadata/resourceVersion`).
+fn patch_sets_resource_version(patch: &Value) -> bool {
+    match patch {
+        Value::Array(ops) => ops
+            .iter()
+            .any(|op| op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")),
+        _ => patch
+            .pointer("/metadata/resourceVersion")
+            .is_some_and(|v| !v.is_null()),
+    }
+}
+
 /// PATCH on an object or its status.
 pub(crate) async fn patch(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let kind = patch_type(&ctx)?;
@@ -405,8 +418,19 @@ pub(crate) async fn patch(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
         }
     };
     let sub = ctx.target.subresource.clone();
+    // The patched object carries the current resourceVersion; only one the patch itself sets
+    // is a precondition (otherwise a concurrent write would fail the patch instead of it being
+    // re-applied, as upstream does).
+    let rv_in_patch = patch_sets_resource_version(&patch);
+    let unconditional = |mut v: Value| {
+        if !rv_in_patch && let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
     if kind != PatchType::Apply {
-        let mut mutate = |current: &Value| apply_patch(&ctx, kind, &patch, current);
+        let mut mutate =
+            |current: &Value| apply_patch(&ctx, kind, &patch, current).map(unconditional);
         let done = guaranteed_update(&ctx, sub.as_deref(), Tracking::Update, &mut mutate).await?;
         return Ok(with_warnings(
             object_response(&ctx, 200, &done.object)?,
@@ -419,8 +443,9 @@ pub(crate) async fn patch(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
         ));
     }
     let manager = field_manager(&ctx)?;
-    let mut mutate =
-        |current: &Value| server_side_apply(&ctx, Some(current), &patch, &manager, force);
+    let mut mutate = |current: &Value| {
+        server_side_apply(&ctx, Some(current), &patch, &manager, force).map(unconditional)
+    };
     match guaranteed_update(&ctx, sub.as_deref(), Tracking::Applied, &mut mutate).await {
         Ok(done) => Ok(with_warnings(
             object_response(&ctx, 200, &done.object)?,

@@ -50,6 +50,9 @@ impl Server {
             kubelet_port: free_port(),
             after_stop: Vec::new(),
         };
+        // The node may leave sandboxes and containers behind (they outlive the agent by
+        // design): remove them whatever the test did.
+        s.after_stop(node::remove_containers);
         s.spawn();
         s
     }

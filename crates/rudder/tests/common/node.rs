@@ -23,6 +23,12 @@ pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T
 /// Removes every container and sandbox the node left in `data` (even when the test fails):
 /// containers outlive the agent by design, so stopping the server alone would leak them.
 pub fn remove_containers(data: &std::path::Path) {
+    // A thread of its own: the caller may be a test's async runtime, which cannot block.
+    let data = data.to_owned();
+    let _ = std::thread::spawn(move || remove_containers_now(&data)).join();
+}
+
+fn remove_containers_now(data: &std::path::Path) {
     use rudder_runtime::ContainerRuntime;
     use rudder_runtime::embedded::{EmbeddedRuntime, RuntimeOptions, ShimCommand};
     let Ok(images) = rudder_runtime::images::ImageStore::open(data.join("images")) else {

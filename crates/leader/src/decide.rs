@@ -1,0 +1,158 @@
+//! The pure rule of leader election: given what the Lease says and the time, acquire, renew or wait.
+
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+
+/// The fields of a Lease that election reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    pub holder: Option<String>,
+    pub renew_time: Option<Timestamp>,
+    pub acquire_time: Option<Timestamp>,
+    pub duration: Option<Duration>,
+    pub transitions: i32,
+}
+
+/// What a candidate does with the Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// There is no Lease: create one naming us.
+    Create,
+    /// We hold it: write a fresh `renewTime`.
+    Renew,
+    /// Nobody holds it, or the holder stopped renewing: take it over (one more transition).
+    Acquire,
+    /// Someone else holds a live Lease: look again later.
+    Wait { holder: String },
+}
+
+/// Decides what `identity` does with `lease` at `now`. A Lease without a duration counts as
+/// expired once `default_duration` has passed since its last renewal, and a Lease that was never
+/// renewed (no `renewTime`) as free, like client-go.
+pub fn decide(
+    lease: Option<&LeaseView>,
+    identity: &str,
+    now: Timestamp,
+    default_duration: Duration,
+) -> Decision {
+    let Some(lease) = lease else {
+        return Decision::Create;
+    };
+    let holder = lease.holder.as_deref().unwrap_or("");
+    if holder == identity {
+        return Decision::Renew;
+    }
+    if holder.is_empty() {
+        return Decision::Acquire;
+    }
+    let Some(renewed) = lease.renew_time.or(lease.acquire_time) else {
+        return Decision::Acquire;
+    };
+    let duration = lease.duration.unwrap_or(default_duration);
+    let elapsed = now.duration_since(renewed);
+    match Duration::try_from(elapsed) {
+        Ok(elapsed) if elapsed > duration => Decision::Acquire,
+        // A renewal in our future (clock skew) is treated as live.
+        _ => Decision::Wait {
+            holder: holder.to_owned(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        Timestamp::from_second(1_800_000_000 + secs).expect("valid timestamp")
+    }
+
+    fn lease(holder: Option<&str>, renewed: Option<i64>, duration: Option<u64>) -> LeaseView {
+        LeaseView {
+            holder: holder.map(str::to_owned),
+            renew_time: renewed.map(at),
+            acquire_time: None,
+            duration: duration.map(Duration::from_secs),
+            transitions: 0,
+        }
+    }
+
+    #[test]
+    fn decision_table() {
+        let d15 = Duration::from_secs(15);
+        let wait = |h: &str| Decision::Wait { holder: h.into() };
+        let cases: Vec<(&str, Option<LeaseView>, i64, Decision)> = vec![
+            ("no lease", None, 0, Decision::Create),
+            (
+                "ours, fresh",
+                Some(lease(Some("me"), Some(0), Some(15))),
+                1,
+                Decision::Renew,
+            ),
+            (
+                "ours, expired: still renew",
+                Some(lease(Some("me"), Some(0), Some(15))),
+                100,
+                Decision::Renew,
+            ),
+            (
+                "other, live",
+                Some(lease(Some("b"), Some(0), Some(15))),
+                10,
+                wait("b"),
+            ),
+            (
+                "other, exactly at duration",
+                Some(lease(Some("b"), Some(0), Some(15))),
+                15,
+                wait("b"),
+            ),
+            (
+                "other, expired",
+                Some(lease(Some("b"), Some(0), Some(15))),
+                16,
+                Decision::Acquire,
+            ),
+            (
+                "other, short duration",
+                Some(lease(Some("b"), Some(0), Some(2))),
+                3,
+                Decision::Acquire,
+            ),
+            (
+                "other, no duration: default",
+                Some(lease(Some("b"), Some(0), None)),
+                10,
+                wait("b"),
+            ),
+            (
+                "other, never renewed",
+                Some(lease(Some("b"), None, Some(15))),
+                0,
+                Decision::Acquire,
+            ),
+            (
+                "released (empty holder)",
+                Some(lease(Some(""), Some(0), Some(15))),
+                1,
+                Decision::Acquire,
+            ),
+            (
+                "no holder",
+                Some(lease(None, Some(0), Some(15))),
+                1,
+                Decision::Acquire,
+            ),
+            (
+                "renewed in the future",
+                Some(lease(Some("b"), Some(50), Some(15))),
+                0,
+                wait("b"),
+            ),
+        ];
+        for (name, lease, now, want) in cases {
+            assert_eq!(decide(lease.as_ref(), "me", at(now), d15), want, "{name}");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! End to end: StatefulSets — ordered pods `<set>-<ordinal>` with stable hostnames that really
+//! run, `kubectl rollout status|history` through a rolling update, scale-down from the highest
+//! ordinal; a Parallel set with volumeClaimTemplates gets its claims `<claim>-<set>-<ordinal>`.
+
+mod common;
+mod controllers_support;
+
+use common::node::node_with_busybox;
+use controllers_support::{K, items, mutate, wait_for};
+
+fn names(s: &common::Server, app: &str) -> Vec<String> {
+    let mut n: Vec<String> = items(s, &["pods", "-l", &format!("app={app}")])
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn statefulset_orders_rolls_scales_and_claims() {
+    let (s, node) = node_with_busybox();
+    s.create(K, Some("default"), &serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 3,
+            "serviceName": "web",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "nodeName": node,
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{
+                        "name": "main", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
+                        "command": ["sleep", "3600"],
+                    }],
+                },
+            },
+        },
+    }).to_string());
+    s.create(K, Some("default"), &serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 2,
+            "podManagementPolicy": "Parallel",
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "main", "image": "rudder.invalid/none:1"}]},
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }],
+        },
+    }).to_string());
+
+    let status = |s: &common::Server| {
+        s.ok_kubectl(
+            K,
+            &["rollout", "status", "statefulset/web", "--timeout=120s"],
+        )
+    };
+    status(&s);
+    assert_eq!(names(&s, "web"), ["web-0", "web-1", "web-2"]);
+    let pod = common::json(&s.ok_kubectl(K, &["get", "pod", "web-1", "-o", "json"]));
+    assert_eq!(pod["spec"]["hostname"], "web-1");
+    assert_eq!(pod["spec"]["subdomain"], "web");
+    assert_eq!(
+        pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+        "1"
+    );
+
+    mutate(&s, &["set", "env", "statefulset/web", "VERSION=2"]);
+    status(&s);
+    let set = wait_for("the update to finish", 60, &s, || {
+        let set = common::json(&s.ok_kubectl(K, &["get", "sts", "web", "-o", "json"]));
+        (set["status"]["currentRevision"] == set["status"]["updateRevision"]
+            && set["status"]["updatedReplicas"] == 3)
+            .then_some(set)
+    });
+    let revision = set["status"]["updateRevision"].as_str().expect("revision");
+    for p in items(&s, &["pods", "-l", "app=web"]) {
+        assert_eq!(
+            p["metadata"]["labels"]["controller-revision-hash"], revision,
+            "{p}"
+        );
+    }
+    let history = s.ok_kubectl(K, &["rollout", "history", "statefulset/web"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+
+    mutate(&s, &["scale", "statefulset/web", "--replicas=1"]);
+    wait_for("scaled down to web-0", 60, &s, || {
+        (names(&s, "web") == ["web-0"]).then_some(())
+    });
+
+    // Parallel: both pods at once, each with its claim.
+    wait_for("db pods and claims", 60, &s, || {
+        let claims: Vec<String> = items(&s, &["pvc"])
+            .iter()
+            .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+            .collect();
+        (names(&s, "db") == ["db-0", "db-1"]
+            && claims.contains(&"data-db-0".to_string())
+            && claims.contains(&"data-db-1".to_string()))
+        .then_some(())
+    });
+    let db0 = common::json(&s.ok_kubectl(K, &["get", "pod", "db-0", "-o", "json"]));
+    assert!(
+        db0["spec"]["volumes"].to_string().contains("data-db-0"),
+        "{db0}"
+    );
+}

@@ -1,0 +1,317 @@
+//! InterPodAffinity: required pod affinity and anti-affinity (the pod's own, and existing pods'
+//! anti-affinity against it) per topology domain; preferred terms score.
+
+use std::collections::HashMap;
+
+use crate::framework::{Code, CycleState, Plugin, Point, Status, normalize_min_max};
+use crate::snapshot::{AffinityTerm, NodeInfo, PodInfo, Snapshot};
+
+pub const NAME: &str = "InterPodAffinity";
+pub const AFFINITY: &str = "node(s) didn't match pod affinity rules";
+pub const ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
+pub const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+
+pub struct InterPodAffinity;
+
+/// (topology key, value) → number of matching pods.
+type Counts = HashMap<(String, String), i64>;
+
+#[derive(Default)]
+struct FilterState {
+    /// Domains where an existing pod's required anti-affinity selects the incoming pod.
+    existing_anti: Counts,
+    /// Per incoming required affinity term: domains with pods it selects.
+    affinity: Vec<Counts>,
+    /// Domains with pods an incoming required anti-affinity term selects.
+    anti: Counts,
+}
+
+fn bump(counts: &mut Counts, term: &AffinityTerm, node: &NodeInfo, by: i64) {
+    if let Some(v) = node.labels.get(&term.topology_key) {
+        *counts
+            .entry((term.topology_key.clone(), v.clone()))
+            .or_default() += by;
+    }
+}
+
+impl Plugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn points(&self) -> &'static [Point] {
+        &[
+            Point::PreFilter,
+            Point::Filter,
+            Point::PreScore,
+            Point::Score,
+        ]
+    }
+
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
+        let mut st = FilterState {
+            affinity: vec![Counts::new(); pod.required_affinity.len()],
+            ..FilterState::default()
+        };
+        let own_terms = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
+        // Whether each distinct existing anti-affinity term selects the incoming pod, decided
+        // once per term rather than once per pod carrying it.
+        let mut selects: HashMap<&str, bool> = HashMap::new();
+        for node in &snap.nodes {
+            if node.pods_with_required_anti_affinity > 0 {
+                for (sig, (term, n)) in &node.anti_terms {
+                    if *selects
+                        .entry(sig.as_str())
+                        .or_insert_with(|| term.matches(pod))
+                    {
+                        bump(
+                            &mut st.existing_anti,
+                            term,
+                            node,
+                            i64::try_from(*n).unwrap_or(i64::MAX),
+                        );
+                    }
+                }
+            }
+            if own_terms && !node.pods.is_empty() {
+                for (i, term) in pod.required_affinity.iter().enumerate() {
+                    let n = node.count_matching(term.namespaces.as_ref(), &term.selector);
+                    if n > 0 {
+                        bump(
+                            &mut st.affinity[i],
+                            term,
+                            node,
+                            i64::try_from(n).unwrap_or(i64::MAX),
+                        );
+                    }
+                }
+                for term in &pod.required_anti_affinity {
+                    let n = node.count_matching(term.namespaces.as_ref(), &term.selector);
+                    if n > 0 {
+                        bump(
+                            &mut st.anti,
+                            term,
+                            node,
+                            i64::try_from(n).unwrap_or(i64::MAX),
+                        );
+                    }
+                }
+            }
+        }
+        if !own_terms && st.existing_anti.is_empty() {
+            return Status::skip();
+        }
+        state.write(NAME, st);
+        Status::success()
+    }
+
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(st) = state.read::<FilterState>(NAME) else {
+            return Status::success();
+        };
+        let hit = |counts: &Counts, key: &str| {
+            node.labels.get(key).is_some_and(|v| {
+                counts
+                    .get(&(key.to_owned(), v.clone()))
+                    .is_some_and(|c| *c > 0)
+            })
+        };
+        if node.labels.iter().any(|(k, v)| {
+            st.existing_anti
+                .get(&(k.clone(), v.clone()))
+                .is_some_and(|c| *c > 0)
+        }) {
+            return Status::unschedulable(EXISTING_ANTI_AFFINITY);
+        }
+        if pod
+            .required_anti_affinity
+            .iter()
+            .any(|t| hit(&st.anti, &t.topology_key))
+        {
+            return Status::unschedulable(ANTI_AFFINITY);
+        }
+        if !pod.required_affinity.is_empty() {
+            let all_match = pod
+                .required_affinity
+                .iter()
+                .enumerate()
+                .all(|(i, t)| hit(&st.affinity[i], &t.topology_key));
+            // The first pod of a group that selects itself may go anywhere its topology keys exist;
+            // otherwise a self-affine group could never start.
+            let nobody_matches = st.affinity.iter().all(Counts::is_empty);
+            let self_affine = pod.required_affinity.iter().all(|t| t.matches(pod));
+            let has_keys = pod
+                .required_affinity
+                .iter()
+                .all(|t| node.labels.contains_key(&t.topology_key));
+            if !(all_match || (nobody_matches && self_affine && has_keys)) {
+                return Status {
+                    code: Code::UnschedulableAndUnresolvable,
+                    reasons: vec![AFFINITY.into()],
+                    plugin: "",
+                };
+            }
+        }
+        Status::success()
+    }
+
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snap: &Snapshot,
+        _: &[&NodeInfo],
+    ) -> Status {
+        let mut scores = Counts::new();
+        let own = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
+        for node in &snap.nodes {
+            if !own && node.pods_with_affinity == 0 {
+                continue;
+            }
+            for existing in &node.pods {
+                for t in &pod.preferred_affinity {
+                    if t.matches(existing) {
+                        bump(&mut scores, t, node, i64::from(t.weight));
+                    }
+                }
+                for t in &pod.preferred_anti_affinity {
+                    if t.matches(existing) {
+                        bump(&mut scores, t, node, -i64::from(t.weight));
+                    }
+                }
+                // Symmetry: existing pods' preferences about the incoming pod count too.
+                for t in &existing.preferred_affinity {
+                    if t.matches(pod) {
+                        bump(&mut scores, t, node, i64::from(t.weight));
+                    }
+                }
+                for t in &existing.preferred_anti_affinity {
+                    if t.matches(pod) {
+                        bump(&mut scores, t, node, -i64::from(t.weight));
+                    }
+                }
+            }
+        }
+        if scores.is_empty() {
+            return Status::skip();
+        }
+        state.write("InterPodAffinity/score", scores);
+        Status::success()
+    }
+
+    fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(scores) = state.read::<Counts>("InterPodAffinity/score") else {
+            return 0;
+        };
+        node.labels
+            .iter()
+            .filter_map(|(k, v)| scores.get(&(k.clone(), v.clone())))
+            .sum()
+    }
+
+    fn normalize_score(&self, _: &CycleState, scores: &mut [i64]) {
+        normalize_min_max(scores);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testing::*;
+    use serde_json::json;
+
+    fn term(app: &str) -> serde_json::Value {
+        json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"})
+    }
+
+    #[test]
+    fn filter_table() {
+        let nodes = || {
+            vec![
+                node("a1", json!({"zone": "a"}), json!({})),
+                node("a2", json!({"zone": "a"}), json!({})),
+                node("b1", json!({"zone": "b"}), json!({})),
+                node("nozone", json!({}), json!({})),
+            ]
+        };
+        let web = pod("web", json!({"app": "web"}), json!({}));
+        let guard = pod(
+            "guard",
+            json!({"app": "guard"}),
+            json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("db")]}}}),
+        );
+        let snap = snapshot(nodes(), vec![("a1", web.clone()), ("b1", guard)]);
+        let cases = vec![
+            (
+                "plain",
+                json!({"app": "x"}),
+                json!({}),
+                vec!["a1", "a2", "b1", "nozone"],
+            ),
+            (
+                "affinity to web",
+                json!({}),
+                json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web")]}}}),
+                vec!["a1", "a2"],
+            ),
+            (
+                "anti-affinity to web",
+                json!({}),
+                json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web")]}}}),
+                vec!["b1", "nozone"],
+            ),
+            (
+                "existing anti-affinity against db",
+                json!({"app": "db"}),
+                json!({}),
+                vec!["a1", "a2", "nozone"],
+            ),
+            (
+                "affinity to nobody",
+                json!({}),
+                json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("none")]}}}),
+                vec![],
+            ),
+            (
+                "first of a self-affine group",
+                json!({"app": "grp"}),
+                json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("grp")]}}}),
+                vec!["a1", "a2", "b1"],
+            ),
+        ];
+        for (name, labels, spec, want) in cases {
+            assert_eq!(
+                passing(&InterPodAffinity, &pod("p", labels, spec), &snap),
+                want,
+                "{name}"
+            );
+        }
+        let s = filter_all(
+            &InterPodAffinity,
+            &pod("db", json!({"app": "db"}), json!({})),
+            &snap,
+        );
+        assert_eq!(s[2].1, Status::unschedulable(EXISTING_ANTI_AFFINITY));
+    }
+
+    #[test]
+    fn preferred_scores() {
+        let snap = snapshot(
+            vec![
+                node("a1", json!({"zone": "a"}), json!({})),
+                node("b1", json!({"zone": "b"}), json!({})),
+            ],
+            vec![("a1", pod("web", json!({"app": "web"}), json!({})))],
+        );
+        let p = pod(
+            "p",
+            json!({}),
+            json!({"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 5, "podAffinityTerm": term("web")}]}}}),
+        );
+        assert_eq!(
+            scores(&InterPodAffinity, &p, &snap),
+            vec![("a1".into(), 0), ("b1".into(), 100)]
+        );
+    }
+}

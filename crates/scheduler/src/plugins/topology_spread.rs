@@ -1,0 +1,267 @@
+//! PodTopologySpread: `topologySpreadConstraints` keep the number of matching pods per domain
+//! within `maxSkew` of the emptiest domain (DoNotSchedule), or prefer emptier domains
+//! (ScheduleAnyway).
+
+use std::collections::{HashMap, HashSet};
+
+use rudder_machinery::label_selector::LabelSelector;
+
+use crate::framework::{Code, CycleState, MAX_NODE_SCORE, Plugin, Point, Status};
+use crate::plugins::node_affinity::pod_matches_node;
+use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+
+pub const NAME: &str = "PodTopologySpread";
+pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
+pub const MISSING_LABEL: &str =
+    "node(s) didn't match pod topology spread constraints (missing required label)";
+
+pub struct PodTopologySpread;
+
+struct Constraint {
+    max_skew: i64,
+    key: String,
+    selector: LabelSelector,
+    min_domains: usize,
+    /// Whether the incoming pod counts itself (its labels match the selector).
+    self_match: i64,
+}
+
+struct State {
+    constraints: Vec<Constraint>,
+    /// Per constraint: domain value → matching pods.
+    counts: Vec<HashMap<String, i64>>,
+}
+
+fn constraints(pod: &PodInfo, hard: bool) -> Vec<Constraint> {
+    let list = pod
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_deref())
+        .unwrap_or_default();
+    list.iter()
+        .filter(|c| (c.when_unsatisfiable == "DoNotSchedule") == hard)
+        .filter_map(|c| {
+            let selector = LabelSelector::from_api(c.label_selector.as_ref()).ok()?;
+            Some(Constraint {
+                max_skew: i64::from(c.max_skew),
+                key: c.topology_key.clone(),
+                self_match: i64::from(selector.matches(&pod.labels)),
+                selector,
+                min_domains: c
+                    .min_domains
+                    .and_then(|m| usize::try_from(m).ok())
+                    .unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
+/// Counts matching pods per domain over the nodes that pass the pod's node affinity (the
+/// default `nodeAffinityPolicy: Honor`) and carry every constraint's key.
+fn count(
+    pod: &PodInfo,
+    constraints: &[Constraint],
+    nodes: &[&NodeInfo],
+) -> Vec<HashMap<String, i64>> {
+    let mut counts = vec![HashMap::new(); constraints.len()];
+    let namespace: HashSet<String> = [pod.namespace.clone()].into();
+    for node in nodes {
+        if !constraints.iter().all(|c| node.labels.contains_key(&c.key))
+            || !pod_matches_node(pod, node)
+        {
+            continue;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            let n = node.count_matching(Some(&namespace), &c.selector);
+            *counts[i].entry(node.labels[&c.key].clone()).or_default() +=
+                i64::try_from(n).unwrap_or(i64::MAX);
+        }
+    }
+    counts
+}
+
+impl Plugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn points(&self) -> &'static [Point] {
+        &[
+            Point::PreFilter,
+            Point::Filter,
+            Point::PreScore,
+            Point::Score,
+        ]
+    }
+
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
+        let cs = constraints(pod, true);
+        if cs.is_empty() {
+            return Status::skip();
+        }
+        let nodes: Vec<&NodeInfo> = snap.nodes.iter().collect();
+        let counts = count(pod, &cs, &nodes);
+        state.write(
+            NAME,
+            State {
+                constraints: cs,
+                counts,
+            },
+        );
+        Status::success()
+    }
+
+    fn filter(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(st) = state.read::<State>(NAME) else {
+            return Status::success();
+        };
+        for (c, counts) in st.constraints.iter().zip(&st.counts) {
+            let Some(value) = node.labels.get(&c.key) else {
+                return Status {
+                    code: Code::UnschedulableAndUnresolvable,
+                    reasons: vec![MISSING_LABEL.into()],
+                    plugin: "",
+                };
+            };
+            // Too few domains: the global minimum counts as 0, as upstream's minDomains says.
+            let min = if counts.len() < c.min_domains {
+                0
+            } else {
+                counts.values().copied().min().unwrap_or(0)
+            };
+            let here = counts.get(value).copied().unwrap_or(0);
+            if here + c.self_match - min > c.max_skew {
+                return Status::unschedulable(REASON);
+            }
+        }
+        Status::success()
+    }
+
+    fn pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        _: &Snapshot,
+        feasible: &[&NodeInfo],
+    ) -> Status {
+        let cs = constraints(pod, false);
+        if cs.is_empty() {
+            return Status::skip();
+        }
+        let counts = count(pod, &cs, feasible);
+        state.write(
+            "PodTopologySpread/score",
+            State {
+                constraints: cs,
+                counts,
+            },
+        );
+        Status::success()
+    }
+
+    fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(st) = state.read::<State>("PodTopologySpread/score") else {
+            return 0;
+        };
+        st.constraints
+            .iter()
+            .zip(&st.counts)
+            .map(|(c, counts)| {
+                let here = node
+                    .labels
+                    .get(&c.key)
+                    .and_then(|v| counts.get(v))
+                    .copied()
+                    .unwrap_or(0);
+                here + c.self_match + c.max_skew - 1
+            })
+            .sum()
+    }
+
+    /// Fewer matching pods is better: the emptiest domain gets [`MAX_NODE_SCORE`].
+    fn normalize_score(&self, _: &CycleState, scores: &mut [i64]) {
+        let max = scores.iter().copied().max().unwrap_or(0);
+        let min = scores.iter().copied().min().unwrap_or(0);
+        for s in scores.iter_mut() {
+            *s = if max == 0 {
+                MAX_NODE_SCORE
+            } else {
+                MAX_NODE_SCORE * (max + min - *s) / max
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testing::*;
+    use serde_json::json;
+
+    fn spread(skew: i32, when: &str) -> serde_json::Value {
+        json!({"topologySpreadConstraints": [{"maxSkew": skew, "topologyKey": "zone", "whenUnsatisfiable": when,
+            "labelSelector": {"matchLabels": {"app": "web"}}}]})
+    }
+
+    #[test]
+    fn filter_table() {
+        let web = |n: &str| pod(n, json!({"app": "web"}), json!({}));
+        // zone a: 2 web pods, zone b: 1, zone c: 0.
+        let snap = snapshot(
+            vec![
+                node("a1", json!({"zone": "a"}), json!({})),
+                node("b1", json!({"zone": "b"}), json!({})),
+                node("c1", json!({"zone": "c"}), json!({})),
+                node("nozone", json!({}), json!({})),
+            ],
+            vec![("a1", web("w1")), ("a1", web("w2")), ("b1", web("w3"))],
+        );
+        let cases = vec![
+            (
+                "skew 1",
+                json!({"app": "web"}),
+                spread(1, "DoNotSchedule"),
+                vec!["c1"],
+            ),
+            (
+                "skew 2",
+                json!({"app": "web"}),
+                spread(2, "DoNotSchedule"),
+                vec!["b1", "c1"],
+            ),
+            (
+                "not self-matching",
+                json!({"app": "other"}),
+                spread(1, "DoNotSchedule"),
+                vec!["b1", "c1"],
+            ),
+            (
+                "soft constraint does not filter",
+                json!({"app": "web"}),
+                spread(1, "ScheduleAnyway"),
+                vec!["a1", "b1", "c1", "nozone"],
+            ),
+        ];
+        for (name, labels, spec, want) in cases {
+            assert_eq!(
+                passing(&PodTopologySpread, &pod("p", labels, spec), &snap),
+                want,
+                "{name}"
+            );
+        }
+        let s = filter_all(
+            &PodTopologySpread,
+            &pod("p", json!({"app": "web"}), spread(1, "DoNotSchedule")),
+            &snap,
+        );
+        assert_eq!(s[3].1.reasons, vec![MISSING_LABEL]);
+        assert_eq!(s[0].1.reasons, vec![REASON]);
+        let soft = scores(
+            &PodTopologySpread,
+            &pod("p", json!({"app": "web"}), spread(1, "ScheduleAnyway")),
+            &snap,
+        );
+        assert!(soft[2].1 > soft[1].1 && soft[1].1 > soft[0].1, "{soft:?}");
+    }
+}

@@ -1,0 +1,364 @@
+//! One scheduling decision, pure: PreFilter, Filter over (a sample of) the nodes, PreScore,
+//! Score, NormalizeScore and weights, then the best node (ties broken at random). When no node
+//! fits, a [`FitError`] records why per node, for the `FailedScheduling` message.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::config::{Enabled, Profile};
+use crate::framework::{Code, CycleState, Point, Status};
+use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
+
+/// Why no node fits a pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Diagnosis {
+    /// The node name → the first failing Filter's status.
+    pub node_statuses: HashMap<String, Status>,
+    /// Set when a PreFilter rejected the pod outright.
+    pub pre_filter: Option<Status>,
+}
+
+/// A pod fits no node: everything `FailedScheduling` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FitError {
+    pub num_nodes: usize,
+    pub diagnosis: Diagnosis,
+    /// What PostFilter (preemption) said, e.g. `preemption: 0/3 nodes are available: …`.
+    pub post_filter: Option<String>,
+}
+
+/// `3 Insufficient cpu, 1 node(s) had …`: the count of each reason, sorted as text, as upstream.
+pub fn reason_histogram<'a>(statuses: impl Iterator<Item = &'a Status>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in statuses {
+        for r in &s.reasons {
+            *counts.entry(r.as_str()).or_default() += 1;
+        }
+    }
+    let mut lines: Vec<String> = counts
+        .into_iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
+    lines.sort();
+    lines.join(", ")
+}
+
+impl FitError {
+    /// Upstream's message: `0/N nodes are available: <reasons>.` then the PostFilter's message.
+    pub fn message(&self) -> String {
+        let mut msg = format!("0/{} nodes are available:", self.num_nodes);
+        match &self.diagnosis.pre_filter {
+            Some(pre) => msg.push_str(&format!(" {}.", pre.reasons.join(", "))),
+            None => msg.push_str(&format!(
+                " {}.",
+                reason_histogram(self.diagnosis.node_statuses.values())
+            )),
+        }
+        if let Some(post) = &self.post_filter {
+            msg.push_str(&format!(" {post}."));
+        }
+        msg
+    }
+}
+
+/// A successful decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub node: String,
+    /// Nodes filtered and found feasible (for logs and benchmarks).
+    pub evaluated: usize,
+    pub feasible: usize,
+}
+
+/// How many feasible nodes to find before scoring, by upstream's adaptive rule: all of a small
+/// cluster, then a percentage falling from 50% (at 100 nodes) to 5%, never fewer than 100.
+pub fn nodes_to_find(total: usize, percentage: u32) -> usize {
+    const MIN: usize = 100;
+    if total < MIN || percentage >= 100 {
+        return total;
+    }
+    let pct = if percentage == 0 {
+        (50 - (total / 125) as i64).max(5) as usize
+    } else {
+        percentage as usize
+    };
+    (total * pct / 100).max(MIN).min(total)
+}
+
+/// The scheduling algorithm with its small state: where the next search starts (so nodes are
+/// sampled round-robin) and a random source for ties.
+#[derive(Debug)]
+pub struct Algorithm {
+    next_start: usize,
+    rng: u64,
+}
+
+impl Default for Algorithm {
+    fn default() -> Self {
+        Algorithm {
+            next_start: 0,
+            rng: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+}
+
+fn at(e: &Enabled, p: Point) -> bool {
+    e.points.contains(&p)
+}
+
+/// Runs PreFilter; `Err` is the rejecting status.
+pub fn run_pre_filter(
+    profile: &Profile,
+    state: &mut CycleState,
+    pod: &PodInfo,
+    snap: &Snapshot,
+) -> Result<(), Status> {
+    for e in profile.plugins.iter().filter(|e| at(e, Point::PreFilter)) {
+        let s = e.plugin.pre_filter(state, pod, snap);
+        match s.code {
+            Code::Success => {}
+            Code::Skip => state.skip_filter.push(e.plugin.name()),
+            _ => return Err(s.by(e.plugin.name())),
+        }
+    }
+    Ok(())
+}
+
+/// Runs the Filters on one node and returns the first failure (or success).
+pub fn run_filters(
+    profile: &Profile,
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+) -> Status {
+    for e in profile.plugins.iter().filter(|e| at(e, Point::Filter)) {
+        if state.skip_filter.contains(&e.plugin.name()) {
+            continue;
+        }
+        let s = e.plugin.filter(state, pod, node);
+        if !s.passes() {
+            return s.by(e.plugin.name());
+        }
+    }
+    Status::success()
+}
+
+impl Algorithm {
+    fn random(&mut self) -> u64 {
+        // xorshift64: ties only need to be unbiased, not unpredictable.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    /// Decides where `pod` goes, or why it cannot go anywhere.
+    pub fn schedule(
+        &mut self,
+        profile: &Profile,
+        percentage: u32,
+        snap: &Snapshot,
+        pod: &PodInfo,
+    ) -> Result<Placement, Box<FitError>> {
+        let total = snap.nodes.len();
+        let fail = |diagnosis| {
+            Box::new(FitError {
+                num_nodes: total,
+                diagnosis,
+                post_filter: None,
+            })
+        };
+        if total == 0 {
+            return Err(fail(Diagnosis::default()));
+        }
+        let mut state = CycleState::default();
+        if let Err(s) = run_pre_filter(profile, &mut state, pod, snap) {
+            let statuses = snap
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), s.clone()))
+                .collect();
+            return Err(fail(Diagnosis {
+                node_statuses: statuses,
+                pre_filter: Some(s),
+            }));
+        }
+        let want = nodes_to_find(total, percentage);
+        let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(total));
+        let mut statuses = HashMap::new();
+        let start = self.next_start % total;
+        let mut visited = 0;
+        while visited < total && feasible.len() < want {
+            let node = &snap.nodes[(start + visited) % total];
+            visited += 1;
+            let s = run_filters(profile, &state, pod, node);
+            if s.passes() {
+                feasible.push(node);
+            } else {
+                statuses.insert(node.name.clone(), s);
+            }
+        }
+        self.next_start = (start + visited) % total;
+        if feasible.is_empty() {
+            return Err(fail(Diagnosis {
+                node_statuses: statuses,
+                pre_filter: None,
+            }));
+        }
+        let evaluated = visited;
+        if feasible.len() == 1 {
+            return Ok(Placement {
+                node: feasible[0].name.clone(),
+                evaluated,
+                feasible: 1,
+            });
+        }
+        let totals = self.score(profile, &mut state, pod, snap, &feasible);
+        let best = totals.iter().copied().max().unwrap_or(0);
+        // Reservoir sampling over the best nodes: each tie equally likely.
+        let (mut chosen, mut seen) = (0, 0u64);
+        for (i, t) in totals.iter().enumerate() {
+            if *t == best {
+                seen += 1;
+                if self.random().is_multiple_of(seen) {
+                    chosen = i;
+                }
+            }
+        }
+        Ok(Placement {
+            node: feasible[chosen].name.clone(),
+            evaluated,
+            feasible: feasible.len(),
+        })
+    }
+
+    /// Weighted sum of normalized scores, one per feasible node.
+    fn score(
+        &self,
+        profile: &Profile,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        snap: &Snapshot,
+        feasible: &[&NodeInfo],
+    ) -> Vec<i64> {
+        let mut totals = vec![0i64; feasible.len()];
+        let scorers: Vec<&Enabled> = profile
+            .plugins
+            .iter()
+            .filter(|e| at(e, Point::Score) && e.weight > 0)
+            .collect();
+        for e in &scorers {
+            if at(e, Point::PreScore)
+                && e.plugin.pre_score(state, pod, snap, feasible).code == Code::Skip
+            {
+                state.skip_score.push(e.plugin.name());
+            }
+        }
+        let mut scores = vec![0i64; feasible.len()];
+        for e in scorers {
+            if state.skip_score.contains(&e.plugin.name()) {
+                continue;
+            }
+            for (s, n) in scores.iter_mut().zip(feasible) {
+                *s = e.plugin.score(state, pod, n);
+            }
+            e.plugin.normalize_score(state, &mut scores);
+            for (t, s) in totals.iter_mut().zip(&scores) {
+                *t += s * e.weight;
+            }
+        }
+        totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::plugins::testing::*;
+    use serde_json::json;
+
+    #[test]
+    fn nodes_to_find_table() {
+        for (total, pct, want) in [
+            (50, 0, 50),
+            (100, 0, 100),
+            (1000, 0, 420),
+            (5000, 0, 500),
+            (5000, 10, 500),
+            (200, 0, 100),
+            (300, 100, 300),
+        ] {
+            assert_eq!(nodes_to_find(total, pct), want, "{total} {pct}");
+        }
+    }
+
+    #[test]
+    fn fit_error_message_counts_reasons() {
+        let cp = json!({"spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]}});
+        let snap = snapshot(
+            vec![
+                node("cp", json!({}), cp),
+                node("w1", json!({}), json!({})),
+                node("w2", json!({}), json!({})),
+            ],
+            vec![],
+        );
+        let p = pod(
+            "p",
+            json!({}),
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "8"}}}]}),
+        );
+        let config = Config::default();
+        let mut fit = Algorithm::default()
+            .schedule(&config.profiles[0], 0, &snap, &p)
+            .expect_err("unschedulable");
+        assert_eq!(
+            fit.message(),
+            "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu."
+        );
+        fit.post_filter = Some("preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod".into());
+        assert!(fit.message().ends_with("2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."));
+    }
+
+    #[test]
+    fn picks_the_best_node() {
+        let snap = snapshot(
+            vec![
+                node("busy", json!({"disk": "ssd"}), json!({})),
+                node("idle", json!({"disk": "ssd"}), json!({})),
+                node("hdd", json!({}), json!({})),
+            ],
+            vec![(
+                "busy",
+                pod(
+                    "x",
+                    json!({}),
+                    json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "3", "memory": "6Gi"}}}]}),
+                ),
+            )],
+        );
+        let config = Config::default();
+        let p = pod("p", json!({}), json!({"nodeSelector": {"disk": "ssd"}}));
+        let mut alg = Algorithm::default();
+        for _ in 0..5 {
+            assert_eq!(
+                alg.schedule(&config.profiles[0], 0, &snap, &p)
+                    .expect("placed")
+                    .node,
+                "idle"
+            );
+        }
+        let missing_pvc = pod(
+            "v",
+            json!({}),
+            json!({"volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "gone"}}]}),
+        );
+        let e = alg
+            .schedule(&config.profiles[0], 0, &snap, &missing_pvc)
+            .expect_err("no pvc");
+        assert_eq!(
+            e.message(),
+            "0/3 nodes are available: persistentvolumeclaim \"gone\" not found."
+        );
+    }
+}

@@ -1,0 +1,483 @@
+//! The scheduler's view of the cluster: one [`NodeInfo`] per node with the pods on it and what
+//! they use, plus the volumes. Plugins are pure functions over this; the cache (`cache.rs`) keeps
+//! it current from watches and the scheduling loop adds assumed pods to it.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{
+    Node, PersistentVolume, PersistentVolumeClaim, Pod, PodAffinityTerm, WeightedPodAffinityTerm,
+};
+use rudder_machinery::label_selector::{LabelSelector, Operator};
+
+use crate::resources::{Resources, node_allocatable, pod_non_zero_requests, pod_requests};
+
+/// A pod-affinity term, parsed once: which pods it selects and over which topology.
+#[derive(Debug, Clone)]
+pub struct AffinityTerm {
+    pub selector: LabelSelector,
+    /// Namespaces the selected pods must be in; `None` means every namespace (an empty
+    /// `namespaceSelector`).
+    pub namespaces: Option<HashSet<String>>,
+    pub topology_key: String,
+    /// The term's weight for preferred terms, 0 for required ones.
+    pub weight: i32,
+    /// Selector, namespaces and topology key as text: equal terms have equal signatures.
+    pub signature: String,
+}
+
+impl AffinityTerm {
+    fn parse(term: &PodAffinityTerm, own_namespace: &str, weight: i32) -> Option<Self> {
+        let selector = LabelSelector::from_api(term.label_selector.as_ref()).ok()?;
+        let all_namespaces = term.namespace_selector.as_ref().is_some_and(|s| {
+            s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+                && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
+        });
+        let namespaces = if all_namespaces {
+            None
+        } else {
+            let mut set: HashSet<String> = term.namespaces.iter().flatten().cloned().collect();
+            if set.is_empty() {
+                set.insert(own_namespace.to_owned());
+            }
+            Some(set)
+        };
+        let mut ns_list: Vec<&String> = namespaces.iter().flatten().collect();
+        ns_list.sort();
+        let signature = format!(
+            "{selector}|{ns_list:?}|{}|{}",
+            namespaces.is_none(),
+            term.topology_key
+        );
+        Some(AffinityTerm {
+            selector,
+            namespaces,
+            topology_key: term.topology_key.clone(),
+            weight,
+            signature,
+        })
+    }
+
+    /// Whether `pod` is one of the pods this term selects.
+    pub fn matches(&self, pod: &PodInfo) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|ns| ns.contains(&pod.namespace))
+            && self.selector.matches(&pod.labels)
+    }
+}
+
+/// A host port a pod uses: (host IP, protocol, port).
+pub type HostPort = (String, String, i32);
+
+/// A pod with what the scheduler derives from it, computed once per pod.
+#[derive(Debug, Clone)]
+pub struct PodInfo {
+    pub pod: Arc<Pod>,
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub requests: Resources,
+    /// CPU and memory for spreading (zero requests count as the defaults).
+    pub non_zero: (i64, i64),
+    pub priority: i32,
+    pub host_ports: Vec<HostPort>,
+    pub required_affinity: Vec<AffinityTerm>,
+    pub required_anti_affinity: Vec<AffinityTerm>,
+    pub preferred_affinity: Vec<AffinityTerm>,
+    pub preferred_anti_affinity: Vec<AffinityTerm>,
+}
+
+impl PodInfo {
+    /// Derives the scheduler's facts from `pod`; `priority` is the resolved priority.
+    pub fn new(pod: Arc<Pod>, priority: i32) -> Self {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref();
+        let mut host_ports = Vec::new();
+        for c in spec.map(|s| s.containers.as_slice()).unwrap_or_default() {
+            for p in c.ports.iter().flatten() {
+                if let Some(hp) = p.host_port.filter(|p| *p > 0) {
+                    host_ports.push((
+                        p.host_ip
+                            .clone()
+                            .filter(|s| !s.is_empty())
+                            .unwrap_or_else(|| "0.0.0.0".into()),
+                        p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                        hp,
+                    ));
+                }
+            }
+        }
+        let affinity = spec.and_then(|s| s.affinity.as_ref());
+        let pa = affinity.and_then(|a| a.pod_affinity.as_ref());
+        let paa = affinity.and_then(|a| a.pod_anti_affinity.as_ref());
+        let required = |terms: Option<&Vec<PodAffinityTerm>>| -> Vec<AffinityTerm> {
+            terms
+                .into_iter()
+                .flatten()
+                .filter_map(|t| AffinityTerm::parse(t, &namespace, 0))
+                .collect()
+        };
+        let preferred = |terms: Option<&Vec<WeightedPodAffinityTerm>>| -> Vec<AffinityTerm> {
+            terms
+                .into_iter()
+                .flatten()
+                .filter_map(|t| AffinityTerm::parse(&t.pod_affinity_term, &namespace, t.weight))
+                .collect()
+        };
+        PodInfo {
+            required_affinity: required(pa.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            required_anti_affinity: required(paa.and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_affinity: preferred(pa.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            preferred_anti_affinity: preferred(paa.and_then(|a| {
+                a.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+            labels: pod.metadata.labels.clone().unwrap_or_default(),
+            requests: pod_requests(&pod),
+            non_zero: pod_non_zero_requests(&pod),
+            host_ports,
+            priority,
+            namespace,
+            pod,
+        }
+    }
+
+    /// `namespace/name`, the pod's key everywhere in the scheduler.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Whether the pod is being deleted.
+    pub fn terminating(&self) -> bool {
+        self.pod.metadata.deletion_timestamp.is_some()
+    }
+
+    fn has_preferred_affinity(&self) -> bool {
+        !(self.preferred_affinity.is_empty() && self.preferred_anti_affinity.is_empty())
+    }
+}
+
+/// One node and what is placed on it.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub node: Arc<Node>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub allocatable: Resources,
+    /// Sum of the requests of the pods on the node.
+    pub requested: Resources,
+    /// CPU and memory as counted for scoring (see [`PodInfo::non_zero`]).
+    pub non_zero_requested: (i64, i64),
+    pub pods: Vec<Arc<PodInfo>>,
+    /// Number of pods on the node with preferred pod (anti-)affinity, so scoring can skip the rest.
+    pub pods_with_affinity: usize,
+    pub pods_with_required_anti_affinity: usize,
+    /// The distinct required anti-affinity terms of the node's pods, by signature, with how many
+    /// pods carry each: checking an incoming pod against them is per term, not per pod.
+    pub anti_terms: HashMap<String, (AffinityTerm, usize)>,
+    /// Non-terminating pods per namespace → label key → value, so a `key=value` selector counts
+    /// the node's matching pods without looking at each pod.
+    label_counts: HashMap<String, HashMap<String, HashMap<String, usize>>>,
+    pub used_ports: Vec<HostPort>,
+    /// Image name → size in bytes, from `status.images`.
+    pub images: HashMap<String, i64>,
+}
+
+impl NodeInfo {
+    /// A node with no pods yet.
+    pub fn new(node: Arc<Node>) -> Self {
+        let mut images = HashMap::new();
+        for image in node
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            for name in image.names.iter().flatten() {
+                images.insert(name.clone(), image.size_bytes.unwrap_or(0));
+            }
+        }
+        NodeInfo {
+            name: node.metadata.name.clone().unwrap_or_default(),
+            labels: node.metadata.labels.clone().unwrap_or_default(),
+            allocatable: node_allocatable(&node),
+            requested: Resources::default(),
+            non_zero_requested: (0, 0),
+            pods: Vec::new(),
+            pods_with_affinity: 0,
+            pods_with_required_anti_affinity: 0,
+            anti_terms: HashMap::new(),
+            label_counts: HashMap::new(),
+            used_ports: Vec::new(),
+            images,
+            node,
+        }
+    }
+
+    /// Replaces the Node object, keeping the pods.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        let pods = std::mem::take(&mut self.pods);
+        *self = NodeInfo::new(node);
+        for p in pods {
+            self.add_pod(p);
+        }
+    }
+
+    /// Accounts for `pod` on this node.
+    pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
+        self.requested.add(&pod.requests);
+        self.requested.pods += 1;
+        self.non_zero_requested.0 += pod.non_zero.0;
+        self.non_zero_requested.1 += pod.non_zero.1;
+        self.used_ports.extend(pod.host_ports.iter().cloned());
+        if pod.has_preferred_affinity() {
+            self.pods_with_affinity += 1;
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity += 1;
+        }
+        for t in &pod.required_anti_affinity {
+            self.anti_terms
+                .entry(t.signature.clone())
+                .or_insert_with(|| (t.clone(), 0))
+                .1 += 1;
+        }
+        self.count_labels(&pod, true);
+        self.pods.push(pod);
+    }
+
+    /// Removes the pod `namespace/name`; returns it if it was here.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) -> Option<Arc<PodInfo>> {
+        let i = self
+            .pods
+            .iter()
+            .position(|p| p.namespace == namespace && p.name == name)?;
+        let pod = self.pods.swap_remove(i);
+        self.requested.sub(&pod.requests);
+        self.requested.pods -= 1;
+        self.non_zero_requested.0 -= pod.non_zero.0;
+        self.non_zero_requested.1 -= pod.non_zero.1;
+        for port in &pod.host_ports {
+            if let Some(j) = self.used_ports.iter().position(|p| p == port) {
+                self.used_ports.swap_remove(j);
+            }
+        }
+        if pod.has_preferred_affinity() {
+            self.pods_with_affinity -= 1;
+        }
+        if !pod.required_anti_affinity.is_empty() {
+            self.pods_with_required_anti_affinity -= 1;
+        }
+        for t in &pod.required_anti_affinity {
+            if let Some(e) = self.anti_terms.get_mut(&t.signature) {
+                e.1 -= 1;
+                if e.1 == 0 {
+                    self.anti_terms.remove(&t.signature);
+                }
+            }
+        }
+        self.count_labels(&pod, false);
+        Some(pod)
+    }
+
+    fn count_labels(&mut self, pod: &PodInfo, add: bool) {
+        if pod.terminating() {
+            return;
+        }
+        let by_key = self.label_counts.entry(pod.namespace.clone()).or_default();
+        for (k, v) in &pod.labels {
+            let n = by_key
+                .entry(k.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default();
+            *n = if add { *n + 1 } else { n.saturating_sub(1) };
+        }
+    }
+
+    /// Non-terminating pods on the node in `namespaces` (`None`: all) that `selector` matches.
+    /// A single `key=value` or `key in (…)` selector within named namespaces — by far the most
+    /// common — is answered from the label index; anything else looks at each pod.
+    pub fn count_matching(
+        &self,
+        namespaces: Option<&HashSet<String>>,
+        selector: &LabelSelector,
+    ) -> usize {
+        if let (Some(nss), [req]) = (namespaces, selector.requirements())
+            && matches!(
+                req.operator(),
+                Operator::Equals | Operator::DoubleEquals | Operator::In
+            )
+        {
+            return nss
+                .iter()
+                .filter_map(|ns| self.label_counts.get(ns)?.get(req.key()))
+                .map(|values| {
+                    req.values()
+                        .iter()
+                        .filter_map(|v| values.get(v))
+                        .sum::<usize>()
+                })
+                .sum();
+        }
+        self.pods
+            .iter()
+            .filter(|p| {
+                !p.terminating()
+                    && namespaces.is_none_or(|n| n.contains(&p.namespace))
+                    && selector.matches(&p.labels)
+            })
+            .count()
+    }
+}
+
+/// PersistentVolumes and claims, for VolumeBinding.
+#[derive(Debug, Clone, Default)]
+pub struct Volumes {
+    pub pvs: HashMap<String, Arc<PersistentVolume>>,
+    /// Keyed by `namespace/name`.
+    pub pvcs: HashMap<String, Arc<PersistentVolumeClaim>>,
+}
+
+/// All nodes, in a stable order (the order filtering walks them in), and the volumes.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub nodes: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    /// Image name → number of nodes that have it (ImageLocality's spread factor).
+    pub image_nodes: HashMap<String, usize>,
+    pub volumes: Volumes,
+}
+
+impl Snapshot {
+    /// A snapshot of `nodes` with `pods` placed on their `spec.nodeName`.
+    pub fn from_parts(nodes: Vec<Node>, pods: Vec<PodInfo>) -> Self {
+        let mut s = Snapshot::default();
+        for n in nodes {
+            s.upsert_node(Arc::new(n));
+        }
+        for p in pods {
+            let node = p
+                .pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default();
+            s.add_pod(&node, Arc::new(p));
+        }
+        s
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.index.get(name).map(|&i| &self.nodes[i])
+    }
+
+    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        self.index.get(name).map(|&i| &mut self.nodes[i])
+    }
+
+    /// Adds or replaces a node.
+    pub fn upsert_node(&mut self, node: Arc<Node>) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        if let Some(&i) = self.index.get(&name) {
+            self.count_images(i, -1);
+            self.nodes[i].set_node(node);
+            self.count_images(i, 1);
+        } else {
+            self.nodes.push(NodeInfo::new(node));
+            self.index.insert(name, self.nodes.len() - 1);
+            self.count_images(self.nodes.len() - 1, 1);
+        }
+    }
+
+    /// Removes a node (its pods go with it: they are orphans until the watch removes them).
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(i) = self.index.remove(name) else {
+            return;
+        };
+        self.count_images(i, -1);
+        self.nodes.swap_remove(i);
+        if let Some(moved) = self.nodes.get(i) {
+            self.index.insert(moved.name.clone(), i);
+        }
+    }
+
+    fn count_images(&mut self, i: usize, delta: isize) {
+        for image in self.nodes[i].images.keys() {
+            let c = self.image_nodes.entry(image.clone()).or_default();
+            *c = c.saturating_add_signed(delta);
+        }
+    }
+
+    /// Places `pod` on `node`; false when there is no such node.
+    pub fn add_pod(&mut self, node: &str, pod: Arc<PodInfo>) -> bool {
+        match self.node_mut(node) {
+            Some(n) => {
+                n.add_pod(pod);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes pod `namespace/name` off `node`.
+    pub fn remove_pod(&mut self, node: &str, namespace: &str, name: &str) -> Option<Arc<PodInfo>> {
+        self.node_mut(node)?.remove_pod(namespace, name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testing::{node, pod, snapshot};
+    use serde_json::json;
+
+    #[test]
+    fn count_matching_index_agrees_with_a_scan() {
+        let mut snap = snapshot(
+            vec![node("n", json!({}), json!({}))],
+            vec![
+                ("n", pod("a", json!({"app": "web", "tier": "1"}), json!({}))),
+                ("n", pod("b", json!({"app": "web"}), json!({}))),
+                ("n", pod("c", json!({"app": "db"}), json!({}))),
+            ],
+        );
+        let default: HashSet<String> = ["default".to_owned()].into();
+        let other: HashSet<String> = ["other".to_owned()].into();
+        let cases: Vec<(&str, Option<&HashSet<String>>, usize)> = vec![
+            ("app=web", Some(&default), 2),
+            ("app in (web,db)", Some(&default), 3),
+            ("app=web", Some(&other), 0),
+            ("app=web", None, 2),
+            ("app=web,tier=1", Some(&default), 1),
+            ("app!=web", Some(&default), 1),
+            ("", Some(&default), 3),
+        ];
+        for (sel, ns, want) in &cases {
+            let selector = LabelSelector::parse(sel).expect("selector");
+            let n = snap.node("n").expect("node");
+            assert_eq!(n.count_matching(*ns, &selector), *want, "{sel}");
+        }
+        snap.remove_pod("n", "default", "b");
+        let n = snap.node("n").expect("node");
+        assert_eq!(
+            n.count_matching(
+                Some(&default),
+                &LabelSelector::parse("app=web").expect("sel")
+            ),
+            1
+        );
+    }
+}
