@@ -4,6 +4,7 @@
 //! `discovery` or `handlers` (one generic implementation per verb, driven by the resource table)
 //! → the watch cache for reads and the store for writes. See `docs/ARCHITECTURE.md`.
 
+mod authn;
 pub mod bootstrap;
 pub mod cache;
 pub mod compactor;
@@ -27,6 +28,7 @@ mod services;
 pub mod status;
 mod validate;
 
+pub use authn::{AuthOptions, ServiceAccountOptions};
 pub use server::{ApiServer, KUBE_MAJOR, KUBE_MINOR, version};
 
 use std::net::SocketAddr;
@@ -40,6 +42,9 @@ pub enum ApiServerError {
     /// The store failed during start-up.
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// An authentication key could not be used.
+    #[error("{0}")]
+    AuthKey(#[from] rudder_auth::service_account::KeyError),
     /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -71,6 +76,8 @@ pub struct Config {
     /// TLS client configuration for reaching node agents (`pods/log`); `None` answers such
     /// requests with an error.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// Authentication: static tokens, service-account keys, the CA for node certificates.
+    pub auth: AuthOptions,
 }
 
 /// Loads the cache, creates the system namespaces, binds and serves until `shutdown`.
@@ -79,6 +86,7 @@ pub async fn start(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ApiServerError> {
+    let authn = authn::Authenticator::new(config.auth)?;
     bootstrap::ensure_namespaces(&*store).await?;
     tracing::info!("loading the watch cache");
     let cache = cache::WatchCache::start(store.clone()).await?;
@@ -97,13 +105,15 @@ pub async fn start(
             addr: config.listen,
             source,
         })?;
-    let api = Arc::new(ApiServer::new(
+    let mut api = ApiServer::new(
         store.clone(),
         cache,
         resources,
         config.advertise,
         config.kubelet_client,
-    ));
+    );
+    api.authn = authn;
+    let api = Arc::new(api);
     let compactor = tokio::spawn(compactor::run(store, config.compaction_interval));
     let done = tokio::spawn(async move {
         http::serve(listener, config.tls, api, shutdown).await;

@@ -29,6 +29,8 @@ pub struct ApiServer {
     /// TLS to node agents (for `pods/log`): the API server's client certificate, verifying the
     /// node's serving certificate against the cluster CA.
     pub(crate) kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// Authenticators (client certificates, static, bootstrap and service-account tokens).
+    pub(crate) authn: crate::authn::Authenticator,
 }
 
 impl ApiServer {
@@ -47,10 +49,11 @@ impl ApiServer {
             server_address,
             openapi_v2: Default::default(),
             kubelet_client,
+            authn: Default::default(),
         }
     }
 
-    async fn route(&self, req: ApiRequest) -> Result<Response<Body>, ApiError> {
+    async fn route(&self, mut req: ApiRequest) -> Result<Response<Body>, ApiError> {
         let path = req.parts.uri.path().to_owned();
         let query = request_info::parse_query(req.parts.uri.query());
         let public = matches!(
@@ -59,10 +62,20 @@ impl ApiServer {
         ) || path.starts_with("/healthz/")
             || path.starts_with("/readyz/")
             || path.starts_with("/livez/");
-        // Authentication: a client certificate verified against the cluster CA (the TLS layer
-        // verified it). Tokens and anonymous access policy come with RBAC.
-        if !public && req.peer.client_cert.is_none() {
-            return Err(ApiError::unauthorized());
+        // Authentication (`authn.rs`): the user goes into the request's extensions. Anonymous
+        // requests reach only the public paths; every authenticated user may do everything
+        // until authorization (RBAC) comes.
+        match crate::authn::authenticate(self, &req).await? {
+            Some(user) => {
+                req.parts.extensions.insert(user);
+            }
+            None if public => {
+                req.parts.extensions.insert(rudder_auth::UserInfo::new(
+                    rudder_auth::ANONYMOUS,
+                    vec![rudder_auth::ALL_UNAUTHENTICATED.to_owned()],
+                ));
+            }
+            None => return Err(ApiError::unauthorized()),
         }
         let method = req.parts.method.as_str().to_owned();
         let accept = header(&req, "accept").to_owned();

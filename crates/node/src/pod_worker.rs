@@ -168,7 +168,7 @@ impl Worker {
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= VOLUME_RESYNC);
         if due {
-            self.objects = references::fetch(&self.shared.client, pod).await;
+            self.objects = references::fetch(&self.shared.client, pod, &self.objects).await;
             let root = self.shared.root.clone();
             let pod_copy = pod.clone();
             let objects = self.objects.clone();

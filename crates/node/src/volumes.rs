@@ -59,6 +59,53 @@ pub struct Objects {
     pub secrets: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// PersistentVolumeClaim name → what it is bound to.
     pub claims: BTreeMap<String, Claim>,
+    /// Service-account tokens of projected volumes, by [`token_key`].
+    pub tokens: BTreeMap<String, IssuedToken>,
+}
+
+/// A service-account token the agent got through TokenRequest, bound to the pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IssuedToken {
+    /// The JWT.
+    pub token: String,
+    /// When it was obtained, seconds since the epoch.
+    pub issued: i64,
+    /// When it expires, seconds since the epoch.
+    pub expires: i64,
+}
+
+/// Lifetime of a projected token that names none (upstream's default).
+pub const DEFAULT_TOKEN_SECONDS: i64 = 3600;
+
+/// The key of a projected token: its audience and lifetime.
+pub fn token_key(audience: &str, expiration_seconds: i64) -> String {
+    format!("{audience}|{expiration_seconds}")
+}
+
+/// The (audience, lifetime) of every service-account token the pod's projected volumes need.
+pub fn projected_tokens(pod: &Pod) -> Vec<(String, i64)> {
+    let mut out: Vec<(String, i64)> = Vec::new();
+    for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        for src in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            if let Some(t) = &src.service_account_token {
+                let want = (
+                    t.audience.clone().unwrap_or_default(),
+                    t.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS),
+                );
+                if !out.contains(&want) {
+                    out.push(want);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether a token must be requested again at `now`: past 80% of its lifetime, older than a
+/// day, or expired (the kubelet's token manager rule).
+pub fn needs_refresh(t: &IssuedToken, now: i64) -> bool {
+    let ttl = t.expires - t.issued;
+    now >= t.expires || now >= t.issued + ttl * 8 / 10 || now >= t.issued + 24 * 3600
 }
 
 /// A PersistentVolumeClaim as the node sees it.
@@ -216,6 +263,26 @@ pub fn plan(pod: &Pod, volume: &Volume, objects: &Objects) -> Result<Source, Vol
                     mode(p.default_mode),
                     s.optional == Some(true),
                 )?);
+            }
+            if let Some(t) = &src.service_account_token {
+                let key = token_key(
+                    t.audience.as_deref().unwrap_or(""),
+                    t.expiration_seconds.unwrap_or(DEFAULT_TOKEN_SECONDS),
+                );
+                let Some(issued) = objects.tokens.get(&key) else {
+                    return Err(VolumeError::Missing {
+                        kind: "service account token for",
+                        name: pod
+                            .spec
+                            .as_ref()
+                            .and_then(|s| s.service_account_name.clone())
+                            .unwrap_or_else(|| "default".into()),
+                    });
+                };
+                files.insert(
+                    t.path.clone(),
+                    (issued.token.clone().into_bytes(), mode(p.default_mode)),
+                );
             }
             if let Some(d) = &src.downward_api {
                 for it in d.items.iter().flatten() {

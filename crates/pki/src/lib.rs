@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use identity::{ClientIdentity, client_identity};
+pub use identity::{ClientIdentity, client_identity, csr_identity};
 
 /// Why a certificate operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +75,8 @@ pub struct Pki {
     serving_key_pem: String,
     admin_cert_pem: String,
     admin_key_pem: String,
+    sa_key_pem: String,
+    sa_pub_pem: String,
 }
 
 const CA_CERT: &str = "ca.crt";
@@ -147,11 +149,21 @@ impl Pki {
                 (c, k)
             }
         };
-        if files::read_opt(&dir.join(SA_KEY))?.is_none() {
-            let (private, public) = issue::signing_key()?;
-            files::write_secret(&dir.join(SA_KEY), &private)?;
-            files::write_public(&dir.join(SA_PUB), &public)?;
-        }
+        let (sa_key_pem, sa_pub_pem) = match (
+            files::read_opt(&dir.join(SA_KEY))?,
+            files::read_opt(&dir.join(SA_PUB))?,
+        ) {
+            (Some(k), Some(p)) => {
+                issue::check_key(&dir.join(SA_KEY), &k)?;
+                (k, p)
+            }
+            _ => {
+                let (private, public) = issue::signing_key()?;
+                files::write_secret(&dir.join(SA_KEY), &private)?;
+                files::write_public(&dir.join(SA_PUB), &public)?;
+                (private, public)
+            }
+        };
         Ok(Self {
             dir: dir.to_path_buf(),
             ca_cert_pem,
@@ -160,6 +172,8 @@ impl Pki {
             serving_key_pem,
             admin_cert_pem,
             admin_key_pem,
+            sa_key_pem,
+            sa_pub_pem,
         })
     }
 
@@ -181,6 +195,12 @@ impl Pki {
     /// The admin client certificate and key (PEM).
     pub fn admin_pem(&self) -> (&str, &str) {
         (&self.admin_cert_pem, &self.admin_key_pem)
+    }
+
+    /// The service-account token signing key (PEM, PKCS#8 P-256: ES256 tokens) and its public
+    /// half (PEM), kept in `sa.key`/`sa.pub` across restarts.
+    pub fn service_account_key_pem(&self) -> (&str, &str) {
+        (&self.sa_key_pem, &self.sa_pub_pem)
     }
 
     /// Issues a client certificate for `cn` in `groups`, valid for `days`.

@@ -1,5 +1,6 @@
 //! The `rudder` binary: argument parsing and wiring; the components live in the library crates.
 
+mod auth;
 mod image;
 mod server;
 
@@ -19,7 +20,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Runs the control plane (store, API server) and a node agent on this machine.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Manages the node's image store.
     Image(image::ImageArgs),
 }
@@ -43,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(server::run(args)),
+            .block_on(server::run(*args)),
         Command::Image(args) => image::run(args),
     }
 }

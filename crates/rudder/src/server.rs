@@ -77,6 +77,8 @@ pub struct ServerArgs {
     /// KubeSchedulerConfiguration file: profiles, plugins enabled/disabled, score weights.
     #[arg(long)]
     pub scheduler_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: crate::auth::AuthArgs,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -92,8 +94,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         extra_sans: args.tls_san.clone(),
         ..Default::default()
     };
-    let pki = rudder_pki::Pki::load_or_create(&data_dir.join("pki"), &pki_opts)
-        .context("certificates")?;
+    let pki = Arc::new(
+        rudder_pki::Pki::load_or_create(&data_dir.join("pki"), &pki_opts)
+            .context("certificates")?,
+    );
     tracing::info!("[2/5] certificates ready");
 
     let store: Arc<dyn Store> = match args.store {
@@ -129,6 +133,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         tls: pki.server_config().context("TLS configuration")?,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
         kubelet_client: Some(kubelet_client(&pki)?),
+        auth: crate::auth::options(&args.auth, &pki)?,
     };
     let running = rudder_apiserver::start(store, config, async {
         let _ = stop_rx.await;

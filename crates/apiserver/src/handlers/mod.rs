@@ -1,6 +1,7 @@
 //! The generic resource handlers: one implementation of each verb for every resource, driven by
 //! the resource table.
 
+mod auth;
 mod body;
 mod delete;
 mod list;
@@ -118,6 +119,20 @@ pub(crate) async fn resource(
         }
         (Verb::List, None) => list::list(&ctx).await,
         (Verb::Watch, None) => watch::watch(&ctx).await,
+        (Verb::Create, Some("token")) if auth::is(&ctx, "", "serviceaccounts") => {
+            auth::token_request(ctx).await
+        }
+        (Verb::Create, None) if auth::is(&ctx, "authentication.k8s.io", "tokenreviews") => {
+            auth::token_review(ctx).await
+        }
+        (Verb::Create, None) if auth::is(&ctx, "authentication.k8s.io", "selfsubjectreviews") => {
+            auth::self_subject_review(ctx).await
+        }
+        (Verb::Create, None)
+            if auth::is(&ctx, "certificates.k8s.io", "certificatesigningrequests") =>
+        {
+            auth::create_csr(ctx).await
+        }
         (Verb::Create, None) => write::create(ctx).await,
         (Verb::Create, Some("binding")) => write::bind(ctx).await,
         (Verb::Update, None | Some("status")) => write::update(ctx).await,

@@ -10,8 +10,14 @@ use kube::api::Api;
 use crate::pod_spec::EnvSources;
 use crate::volumes::Claim;
 
-/// The ConfigMaps and Secrets the pod refers to (environment and volumes), fetched once.
-pub(super) async fn fetch(client: &kube::Client, pod: &Pod) -> crate::volumes::Objects {
+/// The ConfigMaps and Secrets the pod refers to (environment and volumes), fetched once, and
+/// the service-account tokens of its projected volumes (kept from `previous` until they need
+/// a refresh).
+pub(super) async fn fetch(
+    client: &kube::Client,
+    pod: &Pod,
+    previous: &crate::volumes::Objects,
+) -> crate::volumes::Objects {
     let ns = pod.metadata.namespace.clone().unwrap_or_default();
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
@@ -52,7 +58,91 @@ pub(super) async fn fetch(client: &kube::Client, pod: &Pod) -> crate::volumes::O
             out.claims.insert(c.claim_name.clone(), claim);
         }
     }
+    let now = now();
+    for (audience, seconds) in crate::volumes::projected_tokens(pod) {
+        let key = crate::volumes::token_key(&audience, seconds);
+        let kept = previous
+            .tokens
+            .get(&key)
+            .filter(|t| !crate::volumes::needs_refresh(t, now));
+        let token = match kept {
+            Some(t) => Some(t.clone()),
+            None => request_token(client, pod, &audience, seconds, now)
+                .await
+                .or_else(|| {
+                    previous
+                        .tokens
+                        .get(&key)
+                        .filter(|t| t.expires > now)
+                        .cloned()
+                }),
+        };
+        if let Some(t) = token {
+            out.tokens.insert(key, t);
+        }
+    }
     out
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A token for the pod's service account bound to the pod, through TokenRequest; `None` (and
+/// a log line) when the API server refuses.
+async fn request_token(
+    client: &kube::Client,
+    pod: &Pod,
+    audience: &str,
+    seconds: i64,
+    now: i64,
+) -> Option<crate::volumes::IssuedToken> {
+    use k8s_openapi::api::authentication::v1::{
+        BoundObjectReference, TokenRequest, TokenRequestSpec,
+    };
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let sa = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            audiences: (!audience.is_empty()).then(|| vec![audience.to_owned()]),
+            expiration_seconds: Some(seconds),
+            bound_object_ref: Some(BoundObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    match api
+        .create_token_request(&sa, &Default::default(), &request)
+        .await
+    {
+        Ok(got) => {
+            let status = got.status?;
+            Some(crate::volumes::IssuedToken {
+                token: status.token?,
+                issued: now,
+                expires: status.expiration_timestamp?.0.as_second(),
+            })
+        }
+        Err(e) => {
+            tracing::warn!(namespace = %ns, serviceaccount = %sa, error = %e, "token request failed");
+            None
+        }
+    }
 }
 
 /// What a claim is bound to, or `None` if the claim does not exist (or cannot be read now).

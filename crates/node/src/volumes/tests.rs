@@ -44,6 +44,7 @@ fn objects() -> Objects {
                 create: true,
             },
         )]),
+        tokens: BTreeMap::new(),
     }
 }
 
@@ -238,4 +239,74 @@ fn persistent_volumes_are_links_that_cleanup_leaves_alone() {
         sync(root.path(), &pod, &objects),
         Err(VolumeError::Io(_))
     ));
+}
+
+#[test]
+fn projected_service_account_tokens() {
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "p", "namespace": "d", "uid": "u1"},
+        "spec": {"containers": [], "volumes": [
+            {"name": "api", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"serviceAccountToken": {"path": "vault", "audience": "vault"}},
+            ]}},
+            {"name": "again", "projected": {"sources": [
+                {"serviceAccountToken": {"path": "t", "expirationSeconds": 3607}},
+            ]}},
+        ]},
+    }))
+    .expect("pod");
+    assert_eq!(
+        projected_tokens(&pod),
+        vec![(String::new(), 3607), ("vault".to_owned(), 3600)]
+    );
+    let volume = &pod
+        .spec
+        .as_ref()
+        .expect("spec")
+        .volumes
+        .as_ref()
+        .expect("volumes")[0];
+    let mut objects = Objects::default();
+    assert!(matches!(
+        plan(&pod, volume, &objects),
+        Err(VolumeError::Missing { .. })
+    ));
+    for (key, token) in [
+        (token_key("", 3607), "jwt-a"),
+        (token_key("vault", 3600), "jwt-b"),
+    ] {
+        objects.tokens.insert(
+            key,
+            IssuedToken {
+                token: token.into(),
+                issued: 0,
+                expires: 3600,
+            },
+        );
+    }
+    let Ok(Source::Files(files)) = plan(&pod, volume, &objects) else {
+        panic!("files expected");
+    };
+    assert_eq!(files["token"], (b"jwt-a".to_vec(), 0o644));
+    assert_eq!(files["vault"], (b"jwt-b".to_vec(), 0o644));
+}
+
+#[test]
+fn tokens_refresh_after_80_percent_of_their_life() {
+    let t = |issued, expires| IssuedToken {
+        token: String::new(),
+        issued,
+        expires,
+    };
+    let cases = [
+        (t(0, 1000), 799, false),
+        (t(0, 1000), 800, true),
+        (t(0, 1000), 1000, true),
+        (t(0, 7 * 86400), 86399, false),
+        (t(0, 7 * 86400), 86400, true),
+    ];
+    for (token, now, want) in cases {
+        assert_eq!(needs_refresh(&token, now), want, "{token:?} at {now}");
+    }
 }

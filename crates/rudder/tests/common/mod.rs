@@ -32,6 +32,8 @@ pub struct Server {
     /// Run with the data dir after the server stopped and before the dir is removed (cleaning up
     /// what outlives the server, such as containers).
     after_stop: Vec<Cleanup>,
+    /// Extra `rudder server` arguments.
+    extra_args: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -42,6 +44,11 @@ fn free_port() -> u16 {
 impl Server {
     /// Starts a server in a new data dir.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server in a new data dir with extra `rudder server` arguments.
+    pub fn start_with(extra_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = Server {
             child: None,
@@ -49,6 +56,7 @@ impl Server {
             port: free_port(),
             kubelet_port: free_port(),
             after_stop: Vec::new(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
         // The node may leave sandboxes and containers behind (they outlive the agent by
         // design): remove them whatever the test did.
@@ -79,6 +87,7 @@ impl Server {
             ])
             .arg("--data-dir")
             .arg(self.data_dir())
+            .args(&self.extra_args)
             .env("RUDDER_LOG", "info,rudder_apiserver=debug")
             .stdout(Stdio::null())
             .stderr(log)
