@@ -145,7 +145,18 @@ pub(crate) async fn attach(host: &Handle, p: &PodLink<'_>) -> Result<(), NetErro
         .execute()
         .await
         .map_err(nl("add veth"))?;
-    let peer_index = index_of(host, &peer)
+    let configured = configure(host, p, &peer).await;
+    if configured.is_err() {
+        // Deleting one end removes the pair, wherever the other end is by now.
+        let _ = delete(host, p.host_end).await;
+        let _ = delete(host, &peer).await;
+    }
+    configured
+}
+
+/// Moves the new pair's peer into the pod and configures both ends.
+async fn configure(host: &Handle, p: &PodLink<'_>, peer: &str) -> Result<(), NetError> {
+    let peer_index = index_of(host, peer)
         .await?
         .ok_or_else(|| NetError::Netlink("veth peer vanished".into()))?;
     let ns = std::fs::File::open(p.netns)
@@ -179,7 +190,7 @@ pub(crate) async fn attach(host: &Handle, p: &PodLink<'_>) -> Result<(), NetErro
         .map_err(nl("join the bridge"))?;
 
     let inner = inside(p.netns).await?;
-    let index = index_of(&inner, &peer)
+    let index = index_of(&inner, peer)
         .await?
         .ok_or_else(|| NetError::Netlink("veth peer not in the pod".into()))?;
     inner

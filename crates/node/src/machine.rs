@@ -49,7 +49,8 @@ impl Machine {
             architecture: go_arch(std::env::consts::ARCH).to_owned(),
             machine_id: read("/etc/machine-id").trim().to_owned(),
             boot_id: read("/proc/sys/kernel/random/boot_id").trim().to_owned(),
-            internal_ip: first_ipv4(&read("/proc/net/fib_trie")),
+            internal_ip: default_route_ipv4(&read("/proc/net/route"), &read("/proc/net/fib_trie"))
+                .or_else(|| first_ipv4(&read("/proc/net/fib_trie"))),
             hostname,
         })
     }
@@ -108,20 +109,57 @@ pub fn go_arch(rust_arch: &str) -> &str {
     }
 }
 
-/// The first local non-loopback IPv4 address in /proc/net/fib_trie's `LOCAL` host entries.
-pub fn first_ipv4(fib_trie: &str) -> Option<String> {
+/// The local IPv4 address on the interface of the default route (from /proc/net/route and
+/// /proc/net/fib_trie): the machine's address to other machines, not that of a bridge it
+/// serves pods on.
+pub fn default_route_ipv4(route: &str, fib_trie: &str) -> Option<String> {
+    let hex = |s: &str| u32::from_str_radix(s, 16).ok().map(u32::from_be);
+    let rows: Vec<Vec<&str>> = route
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| f.len() >= 8)
+        .collect();
+    let iface = rows
+        .iter()
+        .find(|f| f[1] == "00000000" && f[7] == "00000000")?[0];
+    let subnets: Vec<(u32, u32)> = rows
+        .iter()
+        .filter(|f| f[0] == iface && f[2] == "00000000" && f[1] != "00000000")
+        .filter_map(|f| Some((hex(f[1])?, hex(f[7])?)))
+        .collect();
+    local_ipv4s(fib_trie).into_iter().find(|ip| {
+        ip.parse::<std::net::Ipv4Addr>().is_ok_and(|a| {
+            subnets
+                .iter()
+                .any(|(net, mask)| u32::from(a) & mask == *net)
+        })
+    })
+}
+
+/// Every local IPv4 address in /proc/net/fib_trie's `LOCAL` host entries.
+fn local_ipv4s(fib_trie: &str) -> Vec<String> {
+    let mut out = Vec::new();
     let mut last_ip: Option<&str> = None;
     for line in fib_trie.lines() {
         let t = line.trim();
         if let Some(ip) = t.strip_prefix("|-- ") {
             last_ip = Some(ip);
         } else if t.contains("/32 host LOCAL")
-            && let Some(ip) = last_ip.filter(|ip| !ip.starts_with("127."))
+            && let Some(ip) = last_ip
+            && !out.iter().any(|o| o == ip)
         {
-            return Some(ip.to_owned());
+            out.push(ip.to_owned());
         }
     }
-    None
+    out
+}
+
+/// The first local non-loopback IPv4 address in /proc/net/fib_trie's `LOCAL` host entries.
+pub fn first_ipv4(fib_trie: &str) -> Option<String> {
+    local_ipv4s(fib_trie)
+        .into_iter()
+        .find(|ip| !ip.starts_with("127."))
 }
 
 fn disk_size(dir: &Path) -> Result<u64, NodeError> {
@@ -162,6 +200,14 @@ mod tests {
         assert_eq!(go_arch("aarch64"), "arm64");
         let trie = "Local:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 127.0.0.1\n        /32 host LOCAL\n     |-- 10.0.0.5\n        /32 host LOCAL\n";
         assert_eq!(first_ipv4(trie), Some("10.0.0.5".into()));
+        // The default route's interface wins over a pod bridge's address.
+        let route = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\n\
+            eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\n\
+            eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n\
+            rudder0\t00002A0A\t00000000\t0001\t0\t0\t0\t00FFFFFF\n";
+        let trie = "     |-- 10.42.0.1\n        /32 host LOCAL\n     |-- 192.0.2.2\n        /32 host LOCAL\n";
+        assert_eq!(default_route_ipv4(route, trie), Some("192.0.2.2".into()));
+        assert_eq!(default_route_ipv4("Iface\n", trie), None);
         assert_eq!(
             first_ipv4("     |-- 127.0.0.1\n        /32 host LOCAL\n"),
             None

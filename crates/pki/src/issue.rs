@@ -155,6 +155,7 @@ pub(crate) fn sign_csr(
     ca_key: &str,
     csr_pem: &str,
     days: i64,
+    usage: ExtendedKeyUsagePurpose,
 ) -> Result<String, PkiError> {
     let ca_key = parse_key(ca_key)?;
     let issuer = issuer(ca_cert, &ca_key)?;
@@ -165,9 +166,38 @@ pub(crate) fn sign_csr(
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    csr.params.extended_key_usages = vec![usage];
     validity(&mut csr.params, days);
     Ok(csr.signed_by(&issuer)?.pem())
+}
+
+/// A key and a CSR for `CN=cn, O=groups` with alternative names `sans` (DNS names or IPs):
+/// (CSR PEM, key PEM).
+pub(crate) fn request(
+    cn: &str,
+    groups: &[&str],
+    sans: &[String],
+) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    for g in groups {
+        dn.push(DnType::OrganizationName, *g);
+    }
+    params.distinguished_name = dn;
+    for san in sans {
+        params.subject_alt_names.push(match san.parse::<IpAddr>() {
+            Ok(ip) => SanType::IpAddress(ip),
+            Err(_) => SanType::DnsName(
+                san.clone()
+                    .try_into()
+                    .map_err(|e: rcgen::Error| PkiError::Csr(e.to_string()))?,
+            ),
+        });
+    }
+    let csr = params.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
 }
 
 /// A signing key pair for service-account tokens: (private PEM, public PEM).

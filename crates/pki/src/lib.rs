@@ -215,7 +215,14 @@ impl Pki {
 
     /// Signs a PEM certificate signing request as a client certificate valid for `days`.
     pub fn sign_csr(&self, csr_pem: &str, days: i64) -> Result<String, PkiError> {
-        issue::sign_csr(&self.ca_cert_pem, &self.ca_key_pem, csr_pem, days)
+        let usage = rcgen::ExtendedKeyUsagePurpose::ClientAuth;
+        issue::sign_csr(&self.ca_cert_pem, &self.ca_key_pem, csr_pem, days, usage)
+    }
+
+    /// Signs a PEM certificate signing request as a serving certificate valid for `days`.
+    pub fn sign_serving_csr(&self, csr_pem: &str, days: i64) -> Result<String, PkiError> {
+        let usage = rcgen::ExtendedKeyUsagePurpose::ServerAuth;
+        issue::sign_csr(&self.ca_cert_pem, &self.ca_key_pem, csr_pem, days, usage)
     }
 
     /// TLS for the API server: HTTP/2 and HTTP/1.1, client certificates verified against the
@@ -235,4 +242,45 @@ impl Pki {
             Some((&self.admin_cert_pem, &self.admin_key_pem)),
         )
     }
+}
+
+/// A new key and a PEM CSR for `CN=cn, O=groups` with alternative names `sans` (DNS names or
+/// IP addresses): (CSR, key).
+pub fn certificate_request(
+    cn: &str,
+    groups: &[&str],
+    sans: &[String],
+) -> Result<(String, String), PkiError> {
+    issue::request(cn, groups, sans)
+}
+
+/// The pin of a CA certificate as joining nodes check it (kubeadm's `--discovery-token-ca-cert-hash`):
+/// `sha256:` and the hex SHA-256 of its SubjectPublicKeyInfo.
+pub fn ca_cert_hash(ca_pem: &str) -> Option<String> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).ok()?;
+    ca_cert_hash_der(&pem.contents)
+}
+
+/// [`ca_cert_hash`] of a DER certificate.
+pub fn ca_cert_hash_der(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("sha256:{hex}"))
+}
+
+/// Server TLS for a node agent's endpoint with its own certificate: client certificates are
+/// verified against the cluster CA `ca_pem`.
+pub fn serving_config(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<rustls::ServerConfig>, PkiError> {
+    tls::server_config(ca_pem, cert_pem, key_pem)
+}
+
+/// Writes `text` with mode 0600, atomically (keys, kubeconfigs).
+pub fn write_secret_file(path: &Path, text: &str) -> Result<(), PkiError> {
+    files::write_secret(path, text)
 }

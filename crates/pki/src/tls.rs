@@ -50,7 +50,9 @@ pub(crate) fn server_config(
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(cert_pem)?, key(key_pem)?)?;
+        // The CA goes with the serving certificate: a joining node pins it by hash
+        // (`--ca-cert-hash`) before it trusts anything the server says.
+        .with_single_cert(certs(&format!("{cert_pem}\n{ca_pem}"))?, key(key_pem)?)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }

@@ -1,8 +1,11 @@
 //! The `rudder` binary: argument parsing and wiring; the components live in the library crates.
 
+mod agent;
 mod auth;
 mod image;
+mod node;
 mod server;
+mod token;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +24,10 @@ struct Cli {
 enum Command {
     /// Runs the control plane (store, API server) and a node agent on this machine.
     Server(Box<server::ServerArgs>),
+    /// Joins this machine to a cluster as a node (with a token from `rudder token create`).
+    Agent(Box<agent::AgentArgs>),
+    /// Manages bootstrap tokens for joining nodes.
+    Token(token::TokenArgs),
     /// Manages the node's image store.
     Image(image::ImageArgs),
 }
@@ -45,6 +52,14 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(server::run(*args)),
+        Command::Agent(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(agent::run(*args)),
+        Command::Token(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(token::run(args)),
         Command::Image(args) => image::run(args),
     }
 }

@@ -44,27 +44,12 @@ pub struct ServerArgs {
     /// Do not run a node agent in this process (a control-plane-only server).
     #[arg(long)]
     pub disable_agent: bool,
-    /// Name of this machine's Node (default: the host name).
-    #[arg(long)]
-    pub node_name: Option<String>,
-    /// Most pods the node accepts.
-    #[arg(long, default_value_t = 110)]
-    pub max_pods: u32,
-    /// Port of the node agent's HTTPS endpoint (what `kubectl logs` goes through).
-    #[arg(long, default_value_t = 10250)]
-    pub kubelet_port: u16,
     /// The cluster's pod address range; each node gets a subnet of it (`spec.podCIDR`).
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: ipnet::Ipv4Net,
     /// Prefix length of each node's pod subnet.
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,
-    /// Name of the node's pod bridge.
-    #[arg(long, default_value = "rudder0")]
-    pub pod_bridge: String,
-    /// Run pods without pod networking (no bridge; pods have loopback only and no IP).
-    #[arg(long)]
-    pub disable_pod_network: bool,
     /// Do not run the controller manager in this process.
     #[arg(long)]
     pub disable_controllers: bool,
@@ -77,6 +62,8 @@ pub struct ServerArgs {
     /// KubeSchedulerConfiguration file: profiles, plugins enabled/disabled, score weights.
     #[arg(long)]
     pub scheduler_config: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: crate::node::NodeArgs,
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
 }
@@ -160,12 +147,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (None, None)
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = start_agent(&args, &data_dir, &kubeconfig, pki.server_config()?, rx).await?;
+        let task = crate::node::start(&args.node, &data_dir, &kubeconfig, pki.server_config()?, rx)
+            .await?;
         (Some(tx), Some(task))
     };
 
     if !args.disable_controllers {
-        let client = admin_client(&kubeconfig).await?;
+        let client = crate::node::client(&kubeconfig).await?;
         let (cidr, mask) = (args.cluster_cidr, args.node_cidr_mask_size);
         tokio::spawn(rudder_net::allocator::run(
             client,
@@ -209,71 +197,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts the in-process node agent, a client of the API like any other (through the admin
-/// kubeconfig until nodes get identities of their own).
-async fn start_agent(
-    args: &ServerArgs,
-    data_dir: &std::path::Path,
-    kubeconfig: &std::path::Path,
-    endpoint_tls: Arc<rustls::ServerConfig>,
-    stop: tokio::sync::oneshot::Receiver<()>,
-) -> Result<tokio::task::JoinHandle<()>> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the kubeconfig")?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .context("agent client configuration")?;
-    let client = kube::Client::try_from(config).context("agent client")?;
-    let node = rudder_node::node_object::NodeOptions {
-        name: args
-            .node_name
-            .clone()
-            .unwrap_or_else(rudder_node::machine::hostname),
-        max_pods: args.max_pods,
-        labels: Default::default(),
-        kubelet_port: args.kubelet_port,
-    };
-    let mut agent_config = rudder_node::AgentConfig::new(node, data_dir.join("agent"));
-    agent_config.kubelet_tls = Some(endpoint_tls);
-    agent_config.network = (!args.disable_pod_network).then(|| rudder_net::NetworkOptions {
-        bridge: args.pod_bridge.clone(),
-        state_dir: data_dir.join("agent/network"),
-    });
-    let images = crate::image::store(data_dir)?;
-    let runtime = rudder_runtime::embedded::EmbeddedRuntime::new(
-        rudder_runtime::embedded::RuntimeOptions {
-            root: data_dir.join("containers"),
-            shim: rudder_runtime::embedded::ShimCommand {
-                program: std::env::current_exe().context("locating the rudder binary")?,
-                args: vec!["shim".into()],
-            },
-            cgroup_parent: "rudder".into(),
-        },
-        images.clone(),
-    )
-    .context("container runtime")?;
-    let agent = rudder_node::Agent::new(client, agent_config)
-        .context("node agent")?
-        .with_runtime(Arc::new(runtime), Arc::new(images));
-    tracing::info!(node = %agent.node_name(), "starting the node agent");
-    Ok(tokio::spawn(async move {
-        if let Err(e) = agent
-            .run(async {
-                let _ = stop.await;
-            })
-            .await
-        {
-            tracing::error!(error = %e, "node agent stopped");
-        }
-    }))
-}
-
 /// Starts the controller manager, an API client like the agent. Returns its stop switch.
 async fn start_controllers(
     args: &ServerArgs,
     kubeconfig: &std::path::Path,
 ) -> Result<tokio::sync::oneshot::Sender<()>> {
-    let client = admin_client(kubeconfig).await?;
+    let client = crate::node::client(kubeconfig).await?;
     let options = rudder_controllers::Options {
         controllers: args.controllers.clone(),
     };
@@ -303,7 +232,7 @@ async fn start_scheduler(
         Some(path) => rudder_scheduler::config::Config::from_file(path)?,
         None => rudder_scheduler::config::Config::default(),
     };
-    let client = admin_client(kubeconfig).await?;
+    let client = crate::node::client(kubeconfig).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let identity = rudder_scheduler::default_identity();
@@ -315,16 +244,6 @@ async fn start_scheduler(
         }
     });
     Ok((tx, task))
-}
-
-/// A client with the admin kubeconfig's credentials.
-async fn admin_client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the kubeconfig")?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await
-            .context("client configuration")?;
-    kube::Client::try_from(config).context("API client")
 }
 
 /// The API server's TLS to node agents: the admin certificate, HTTP/1.1 only (log streams).
@@ -345,7 +264,7 @@ fn advertised_host(bind: IpAddr) -> String {
     }
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

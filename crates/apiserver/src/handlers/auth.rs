@@ -19,6 +19,8 @@ use crate::status::{ApiError, Cause};
 
 /// The signer of kubelet client certificates.
 pub(crate) const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The signer of node agents' serving certificates.
+const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 /// Lifetime of node client certificates, in days.
 const NODE_CERT_DAYS: i64 = 365;
 
@@ -274,24 +276,32 @@ pub(crate) async fn create_csr(mut ctx: Ctx<'_>) -> Result<Response<Body>, ApiEr
     if !user.extra.is_empty() {
         obj["spec"]["extra"] = json!(user.extra);
     }
+    let serving = node_serving_request(&obj, &user);
     if let Some(ca) = &ctx.server.authn.ca
-        && let Some(pem) = node_client_request(&obj, &user)
+        && let Some(pem) = serving.clone().or_else(|| node_client_request(&obj, &user))
     {
         let days = obj
             .pointer("/spec/expirationSeconds")
             .and_then(Value::as_i64)
             .map(|s| (s / 86_400).clamp(1, NODE_CERT_DAYS))
             .unwrap_or(NODE_CERT_DAYS);
-        let cert = ca
-            .sign_csr(&pem, days)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let cert = if serving.is_some() {
+            ca.sign_serving_csr(&pem, days)
+        } else {
+            ca.sign_csr(&pem, days)
+        }
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let now = objects::now_rfc3339();
         obj["status"] = json!({
             "conditions": [{
                 "type": "Approved",
                 "status": "True",
                 "reason": "AutoApproved",
-                "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+                "message": if serving.is_some() {
+                    "Auto approving kubelet serving certificate."
+                } else {
+                    "Auto approving kubelet client certificate after SubjectAccessReview."
+                },
                 "lastUpdateTime": now,
                 "lastTransitionTime": now,
             }],
@@ -309,24 +319,39 @@ pub(crate) async fn create_csr(mut ctx: Ctx<'_>) -> Result<Response<Body>, ApiEr
     super::write::create(ctx).await
 }
 
-/// The PEM request of a CSR that may be approved at once: the kubelet client signer, a subject
-/// of `CN=system:node:NAME, O=system:nodes`, asked by a bootstrap token user or by
-/// `system:node:NAME` itself.
-fn node_client_request(obj: &Value, user: &UserInfo) -> Option<String> {
-    if obj.pointer("/spec/signerName").and_then(Value::as_str) != Some(KUBELET_CLIENT_SIGNER) {
+/// The PEM request and the node it names, of a CSR for `signer` whose subject is
+/// `CN=system:node:NAME, O=system:nodes`.
+fn node_request(obj: &Value, signer: &str) -> Option<(String, String)> {
+    if obj.pointer("/spec/signerName").and_then(Value::as_str) != Some(signer) {
         return None;
     }
     let request = obj.pointer("/spec/request").and_then(Value::as_str)?;
     let pem = String::from_utf8(STANDARD.decode(request).ok()?).ok()?;
     let id = rudder_pki::csr_identity(&pem)?;
     let node = id.user.strip_prefix("system:node:")?;
-    if node.is_empty() || id.groups != ["system:nodes"] {
-        return None;
-    }
+    (!node.is_empty() && id.groups == ["system:nodes"]).then(|| (pem, id.user.clone()))
+}
+
+/// Whether `user` is the node `node_user` (`system:node:NAME`) itself.
+fn is_node(user: &UserInfo, node_user: &str) -> bool {
+    user.name == node_user && user.groups.iter().any(|g| g == "system:nodes")
+}
+
+/// The PEM request of a node's serving certificate (its agent endpoint), approved at once when
+/// the node itself asks (as k3s does; upstream leaves `kubelet-serving` to an approver).
+fn node_serving_request(obj: &Value, user: &UserInfo) -> Option<String> {
+    let (pem, node_user) = node_request(obj, KUBELET_SERVING_SIGNER)?;
+    is_node(user, &node_user).then_some(pem)
+}
+
+/// The PEM request of a CSR that may be approved at once: the kubelet client signer, a subject
+/// of `CN=system:node:NAME, O=system:nodes`, asked by a bootstrap token user or by
+/// `system:node:NAME` itself.
+fn node_client_request(obj: &Value, user: &UserInfo) -> Option<String> {
+    let (pem, node_user) = node_request(obj, KUBELET_CLIENT_SIGNER)?;
     let bootstrapper = user
         .groups
         .iter()
         .any(|g| g == rudder_auth::bootstrap::GROUP);
-    let renewing = user.name == id.user && user.groups.iter().any(|g| g == "system:nodes");
-    (bootstrapper || renewing).then_some(pem)
+    (bootstrapper || is_node(user, &node_user)).then_some(pem)
 }
