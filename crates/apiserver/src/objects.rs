@@ -221,6 +221,16 @@ pub fn precondition(new: &Value, stored_rev: u64) -> Result<Precondition, ApiErr
     }
 }
 
+/// A namespace's `spec.finalizers` (what must finish before a deleted namespace goes).
+pub fn spec_finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.as_str().map(str::to_owned))
+        .collect()
+}
+
 /// Merges an update into the stored object according to the subresource being written, and
 /// carries over what clients may not change. `old` is the stored object.
 pub fn prepare_update(
@@ -258,6 +268,16 @@ pub fn prepare_update(
                     }
                 }
             }
+            *new = merged;
+        }
+        // Only spec.finalizers changes through a namespace's /finalize.
+        Some("finalize") => {
+            let finalizers = new
+                .pointer("/spec/finalizers")
+                .cloned()
+                .unwrap_or_else(|| json!([]));
+            let mut merged = old.clone();
+            merged["spec"]["finalizers"] = finalizers;
             *new = merged;
         }
         // Internal writers that set spec and status together (pod binding).

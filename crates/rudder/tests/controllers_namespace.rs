@@ -93,3 +93,35 @@ fn finalizing_namespace_is_emptied_then_released() {
         out.trim().is_empty().then_some(())
     });
 }
+
+#[test]
+fn a_deleted_namespace_waits_for_its_spec_finalizers() {
+    // Without the namespace controller, nothing removes the `kubernetes` finalizer.
+    let s = Server::start_with(&["--controllers", "*,-namespace"]);
+    s.ok_kubectl(K, &["create", "namespace", "waiting"]);
+    s.ok_kubectl(K, &["delete", "namespace", "waiting", "--wait=false"]);
+    let ns = json(&s.ok_kubectl(K, &["get", "namespace", "waiting", "-o", "json"]));
+    assert_eq!(ns["status"]["phase"], "Terminating", "{ns}");
+    assert_eq!(ns["spec"]["finalizers"][0], "kubernetes", "{ns}");
+    let refused = s.fail_kubectl(K, &["create", "configmap", "late", "-n", "waiting"], None);
+    assert!(
+        refused.contains("because it is being terminated"),
+        "{refused}"
+    );
+    // What the namespace controller does once the namespace is empty: /finalize without it.
+    let mut body = ns.clone();
+    body["spec"]["finalizers"] = serde_json::json!([]);
+    s.kubectl_in(
+        K,
+        &[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/waiting/finalize",
+            "-f",
+            "-",
+        ],
+        &body.to_string(),
+    );
+    let out = s.ok_kubectl(K, &["get", "namespace", "waiting", "--ignore-not-found"]);
+    assert!(out.trim().is_empty(), "{out}");
+}

@@ -164,7 +164,12 @@ async fn delete_one(
             ));
         }
         let (finalizers, grace) = plan(plural, &obj, opts);
-        if finalizers.is_empty() && grace.is_none() {
+        // A namespace stays, Terminating, until its spec finalizers are done (the namespace
+        // controller empties it, then removes `kubernetes` through /finalize).
+        let namespace_waits = group.is_empty()
+            && plural == "namespaces"
+            && !objects::spec_finalizers(&obj).is_empty();
+        if finalizers.is_empty() && grace.is_none() && !namespace_waits {
             if opts.dry_run {
                 return Ok(current);
             }
@@ -203,6 +208,9 @@ async fn delete_one(
             }
         }
         marked["metadata"]["finalizers"] = json!(finalizers);
+        if namespace_waits {
+            marked["status"]["phase"] = json!("Terminating");
+        }
         if finalizers.is_empty()
             && let Some(m) = marked.get_mut("metadata").and_then(Value::as_object_mut)
         {

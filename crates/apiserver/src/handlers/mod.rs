@@ -135,7 +135,7 @@ pub(crate) async fn resource(
         }
         (Verb::Create, None) => write::create(ctx).await,
         (Verb::Create, Some("binding")) => write::bind(ctx).await,
-        (Verb::Update, None | Some("status")) => write::update(ctx).await,
+        (Verb::Update, None | Some("status") | Some("finalize")) => write::update(ctx).await,
         (Verb::Update, Some("scale")) => write::update_scale(ctx).await,
         (Verb::Patch, None | Some("status")) => write::patch(ctx).await,
         (Verb::Patch, Some("scale")) => write::patch_scale(ctx).await,

@@ -63,6 +63,11 @@ enum Tracking {
     Applied,
 }
 
+/// Whether the request writes a Namespace (whose deletion also waits for `spec.finalizers`).
+fn is_namespace(ctx: &Ctx<'_>) -> bool {
+    ctx.resource.group.is_empty() && ctx.resource.plural == "namespaces"
+}
+
 /// Whether the request writes a core/v1 Service (whose addresses and ports are allocated).
 fn is_service(ctx: &Ctx<'_>) -> bool {
     ctx.resource.group.is_empty()
@@ -249,7 +254,9 @@ async fn guaranteed_update(
             return Ok(Updated { object, warnings });
         }
         // The last finalizer of an object being deleted is gone: the deletion completes.
-        let finish_delete = objects::is_deleting(&new) && objects::finalizers(&new).is_empty();
+        let finish_delete = objects::is_deleting(&new)
+            && objects::finalizers(&new).is_empty()
+            && (!is_namespace(ctx) || objects::spec_finalizers(&new).is_empty());
         if dry {
             let object = CachedObject::from_value(&key, &mut new, kv.mod_revision);
             return Ok(Updated { object, warnings });
