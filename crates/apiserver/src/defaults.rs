@@ -44,6 +44,7 @@ pub fn apply(resource: &Resource, obj: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = obj_mut(obj, "spec") {
                 pod_spec(spec);
+                default_tolerations(spec);
             }
             if let Some(status) = obj_mut(obj, "status") {
                 default(status, "phase", json!("Pending"));
@@ -118,6 +119,7 @@ pub fn apply(resource: &Resource, obj: &mut Value) {
             if let Some(spec) = obj_mut(obj, "spec") {
                 job_spec(spec);
             }
+            job_selector(obj);
             template_in_spec(obj);
         }
         ("batch", "CronJob") => {
@@ -192,13 +194,81 @@ fn template(holder: &mut Value, field: &str) {
 }
 
 fn job_spec(spec: &mut Map<String, Value>) {
-    default(spec, "completions", json!(1));
+    // A Job with only `parallelism` is a work queue: it keeps no completion count.
+    if !spec.contains_key("parallelism") {
+        default(spec, "completions", json!(1));
+    }
     default(spec, "parallelism", json!(1));
     default(spec, "backoffLimit", json!(6));
     default(spec, "completionMode", json!("NonIndexed"));
     default(spec, "suspend", json!(false));
     default(spec, "manualSelector", json!(false));
     default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+}
+
+/// A Job without `manualSelector` selects its pods by its uid, and its pod template carries the
+/// labels that selector matches (plus the job's name), as upstream's Job strategy does on create.
+fn job_selector(obj: &mut Value) {
+    let uid = obj
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let manual = obj.pointer("/spec/manualSelector") == Some(&json!(true));
+    if uid.is_empty() || manual || obj.pointer("/spec/selector").is_some() {
+        return;
+    }
+    obj["spec"]["selector"] = json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
+    let labels = [
+        ("batch.kubernetes.io/controller-uid", &uid),
+        ("batch.kubernetes.io/job-name", &name),
+        ("controller-uid", &uid),
+        ("job-name", &name),
+    ];
+    if let Some(template) = obj
+        .pointer_mut("/spec/template")
+        .and_then(Value::as_object_mut)
+    {
+        let meta = template.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(meta) = meta.as_object_mut() {
+            let l = meta.entry("labels").or_insert_with(|| json!({}));
+            if let Some(l) = l.as_object_mut() {
+                for (k, v) in labels {
+                    l.insert(k.into(), json!(v));
+                }
+            }
+        }
+    }
+}
+
+/// Upstream's DefaultTolerationSeconds admission: a pod tolerates its node being not ready or
+/// unreachable for 300 s before it is evicted, unless it says otherwise.
+fn default_tolerations(spec: &mut Map<String, Value>) {
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else {
+        return;
+    };
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let exists_all = k.is_empty() && t.get("operator") == Some(&json!("Exists"));
+            (k == key || exists_all) && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !covered {
+            list.push(json!({
+                "key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300,
+            }));
+        }
+    }
 }
 
 fn service_spec(spec: &mut Map<String, Value>) {
@@ -367,5 +437,52 @@ mod tests {
         let mut kept = json!({"restartPolicy": "Never"});
         pod_spec(kept.as_object_mut().expect("object"));
         assert_eq!(kept["restartPolicy"], "Never");
+    }
+
+    #[test]
+    fn job_defaults_and_selector() {
+        let cases = [
+            (json!({}), Some(1), 1),
+            (json!({"parallelism": 3}), None, 3),
+            (json!({"completions": 5}), Some(5), 1),
+        ];
+        for (spec, completions, parallelism) in cases {
+            let mut spec = spec;
+            job_spec(spec.as_object_mut().expect("object"));
+            assert_eq!(spec["completions"].as_i64(), completions, "{spec}");
+            assert_eq!(spec["parallelism"], parallelism, "{spec}");
+        }
+        let mut job =
+            json!({"metadata": {"name": "j", "uid": "u-1"}, "spec": {"template": {"spec": {}}}});
+        job_selector(&mut job);
+        assert_eq!(
+            job["spec"]["selector"]["matchLabels"]["batch.kubernetes.io/controller-uid"],
+            "u-1"
+        );
+        let labels = &job["spec"]["template"]["metadata"]["labels"];
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "j");
+        assert_eq!(labels["controller-uid"], "u-1");
+        let mut manual =
+            json!({"metadata": {"name": "m", "uid": "u-2"}, "spec": {"manualSelector": true}});
+        job_selector(&mut manual);
+        assert!(manual["spec"].get("selector").is_none());
+    }
+
+    #[test]
+    fn default_toleration_seconds() {
+        let mut spec = json!({});
+        default_tolerations(spec.as_object_mut().expect("object"));
+        assert_eq!(spec["tolerations"].as_array().map(Vec::len), Some(2));
+        assert_eq!(spec["tolerations"][0]["tolerationSeconds"], 300);
+        let mut own = json!({"tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10},
+        ]});
+        default_tolerations(own.as_object_mut().expect("object"));
+        let t = own["tolerations"].as_array().cloned().unwrap_or_default();
+        assert_eq!(t.len(), 2, "only not-ready is added");
+        assert_eq!(t[0]["tolerationSeconds"], 10);
+        let mut everything = json!({"tolerations": [{"operator": "Exists"}]});
+        default_tolerations(everything.as_object_mut().expect("object"));
+        assert_eq!(everything["tolerations"].as_array().map(Vec::len), Some(1));
     }
 }

@@ -88,6 +88,7 @@ pub async fn start(
 ) -> Result<Running, ApiServerError> {
     let authn = authn::Authenticator::new(config.auth)?;
     bootstrap::ensure_namespaces(&*store).await?;
+    bootstrap::ensure_priority_classes(&*store).await?;
     tracing::info!("loading the watch cache");
     let cache = cache::WatchCache::start(store.clone()).await?;
     tracing::info!(objects_at_revision = cache.revision(), "watch cache ready");

@@ -104,6 +104,12 @@ fn the_scheduler_places_explains_and_preempts() {
             .then(|| json(&String::from_utf8_lossy(&out.stdout)))
     });
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 15, "{lease}");
+    // The built-in PriorityClasses exist from the start.
+    let classes = s.ok_kubectl(K, &["get", "priorityclasses"]);
+    assert!(
+        classes.contains("system-cluster-critical") && classes.contains("2000001000"),
+        "{classes}"
+    );
     assert!(
         lease["spec"]["holderIdentity"]
             .as_str()
