@@ -194,23 +194,11 @@ impl Cgroup {
         for c in ["+cpu", "+memory", "+pids"] {
             let _ = fs::write(level.join("cgroup.subtree_control"), c);
         }
-        if let Some(shares) = res.cpu_shares {
-            // The conversion runc and the kubelet use: shares 2..262144 onto weight 1..10000.
-            let weight = 1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
-            write(&dir, "cpu.weight", &weight.to_string())?;
+        for (file, value) in v2_files(res) {
+            write(&dir, file, &value)?;
         }
-        if let Some(quota) = res.cpu_quota_us {
-            let period = res.cpu_period_us.unwrap_or(100_000);
-            write(&dir, "cpu.max", &format!("{} {period}", quota.max(1000)))?;
-        }
-        if let Some(limit) = res.memory_limit_bytes {
-            write(&dir, "memory.max", &limit.to_string())?;
-            if dir.join("memory.swap.max").exists() {
-                write(&dir, "memory.swap.max", "0")?;
-            }
-        }
-        if let Some(max) = res.pids_limit {
-            write(&dir, "pids.max", &max.to_string())?;
+        if res.memory_limit_bytes.is_some() && dir.join("memory.swap.max").exists() {
+            write(&dir, "memory.swap.max", "0")?;
         }
         Ok(())
     }
@@ -263,6 +251,28 @@ impl Cgroup {
 }
 
 /// The OOM-kill count of a memory cgroup directory.
+/// The cgroup v2 interface files and values for `res`: cpu shares onto `cpu.weight` (the
+/// conversion runc and the kubelet use: 2..262144 onto 1..10000), the quota as `cpu.max`
+/// (`quota period`), `memory.max`, `pids.max`. Pure.
+pub(crate) fn v2_files(res: &Resources) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if let Some(shares) = res.cpu_shares {
+        let weight = 1 + ((shares.clamp(2, 262_144) - 2) * 9999) / 262_142;
+        out.push(("cpu.weight", weight.to_string()));
+    }
+    if let Some(quota) = res.cpu_quota_us {
+        let period = res.cpu_period_us.unwrap_or(100_000);
+        out.push(("cpu.max", format!("{} {period}", quota.max(1000))));
+    }
+    if let Some(limit) = res.memory_limit_bytes {
+        out.push(("memory.max", limit.to_string()));
+    }
+    if let Some(max) = res.pids_limit {
+        out.push(("pids.max", max.to_string()));
+    }
+    out
+}
+
 pub(crate) fn oom_kills_at(dir: &Path, v2: bool) -> u64 {
     let file = if v2 {
         "memory.events"
@@ -292,6 +302,50 @@ pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v2_settings() {
+        let cases: Vec<(Resources, Vec<(&str, &str)>)> = vec![
+            (Resources::default(), vec![]),
+            // 100m of CPU: shares 102 → weight 4; a 50 ms quota per 100 ms.
+            (
+                Resources {
+                    cpu_shares: Some(102),
+                    cpu_quota_us: Some(50_000),
+                    cpu_period_us: Some(100_000),
+                    ..Default::default()
+                },
+                vec![("cpu.weight", "4"), ("cpu.max", "50000 100000")],
+            ),
+            // The extremes of shares; a quota below 1 ms is raised to it.
+            (
+                Resources {
+                    cpu_shares: Some(2),
+                    cpu_quota_us: Some(10),
+                    ..Default::default()
+                },
+                vec![("cpu.weight", "1"), ("cpu.max", "1000 100000")],
+            ),
+            (
+                Resources {
+                    cpu_shares: Some(1_000_000),
+                    memory_limit_bytes: Some(64 << 20),
+                    pids_limit: Some(100),
+                    ..Default::default()
+                },
+                vec![
+                    ("cpu.weight", "10000"),
+                    ("memory.max", "67108864"),
+                    ("pids.max", "100"),
+                ],
+            ),
+        ];
+        for (res, want) in cases {
+            let got = v2_files(&res);
+            let got: Vec<(&str, &str)> = got.iter().map(|(f, v)| (*f, v.as_str())).collect();
+            assert_eq!(got, want, "{res:?}");
+        }
+    }
 
     #[test]
     fn keyed_files() {
