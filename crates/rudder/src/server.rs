@@ -152,17 +152,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (Some(tx), Some(task))
     };
 
-    if !args.disable_controllers {
-        let client = crate::node::client(&kubeconfig).await?;
-        let (cidr, mask) = (args.cluster_cidr, args.node_cidr_mask_size);
-        tokio::spawn(rudder_net::allocator::run(
-            client,
-            cidr,
-            mask,
-            std::future::pending(),
-        ));
-    }
-
     let controllers_stop = if args.disable_controllers {
         None
     } else {
@@ -197,7 +186,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts the controller manager, an API client like the agent. Returns its stop switch.
+/// Starts the controller manager and the node IPAM, API clients like the agent, while this
+/// server holds the `kube-system/kube-controller-manager` Lease. Returns its stop switch.
 async fn start_controllers(
     args: &ServerArgs,
     kubeconfig: &std::path::Path,
@@ -207,13 +197,38 @@ async fn start_controllers(
         controllers: args.controllers.clone(),
     };
     rudder_controllers::registry::select(&options.controllers).context("--controllers")?;
+    let (cidr, mask) = (args.cluster_cidr, args.node_cidr_mask_size);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let stop = async {
             let _ = rx.await;
         };
-        if let Err(e) = rudder_controllers::run(client, options, stop).await {
-            tracing::error!(error = %e, "controller manager stopped");
+        let identity = rudder_leader::default_identity();
+        // Losing the Lease drops the work: every controller task goes with it.
+        let work = || {
+            let (client, options) = (client.clone(), options.clone());
+            async move {
+                let ipam =
+                    rudder_net::allocator::run(client.clone(), cidr, mask, std::future::pending());
+                let controllers = rudder_controllers::run(client, options, std::future::pending());
+                let (_, result) = tokio::join!(ipam, controllers);
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "controller manager stopped");
+                }
+            }
+        };
+        let elected = rudder_leader::run_as_leader(
+            client.clone(),
+            "kube-system",
+            "kube-controller-manager",
+            &identity,
+            rudder_leader::Timing::default(),
+            stop,
+            work,
+        )
+        .await;
+        if let Err(e) = elected {
+            tracing::error!(error = %e, "controller manager leader election stopped");
         }
     });
     Ok(tx)

@@ -104,6 +104,30 @@ fn the_scheduler_places_explains_and_preempts() {
             .then(|| json(&String::from_utf8_lossy(&out.stdout)))
     });
     assert_eq!(lease["spec"]["leaseDurationSeconds"], 15, "{lease}");
+    // The controller manager leads through its own Lease.
+    let cm = wait_for(&s, "the kube-controller-manager Lease", || {
+        let out = s.kubectl(
+            K,
+            &[
+                "get",
+                "lease",
+                "-n",
+                "kube-system",
+                "kube-controller-manager",
+                "-o",
+                "json",
+            ],
+        );
+        out.status
+            .success()
+            .then(|| json(&String::from_utf8_lossy(&out.stdout)))
+    });
+    assert!(
+        cm["spec"]["holderIdentity"]
+            .as_str()
+            .is_some_and(|h| !h.is_empty()),
+        "{cm}"
+    );
     // The built-in PriorityClasses exist from the start.
     let classes = s.ok_kubectl(K, &["get", "priorityclasses"]);
     assert!(
