@@ -53,6 +53,8 @@ impl PodNetwork {
         let gateway = cidr::gateway(subnet).ok_or(NetError::Exhausted(subnet))?;
         let host = link::host()?;
         link::ensure_bridge(&host, &opts.bridge, gateway, subnet.prefix_len()).await?;
+        // A pair whose peer never left the host is what an interrupted attach leaves.
+        remove_stale_pairs().await;
         let ipam = Ipam::load(&opts.state_dir.join("ipam.json"), subnet)?;
         tracing::info!(bridge = %opts.bridge, %subnet, "pod network ready");
         Ok(PodNetwork {
@@ -125,6 +127,34 @@ pub async fn remove_bridge(name: &str) -> Result<(), NetError> {
     link::delete(&link::host()?, name).await
 }
 
+/// Deletes veth pairs whose pod end is still on the host (`veth<hash>p`): an attach that was
+/// interrupted between creating the pair and moving it into the pod.
+pub async fn remove_stale_pairs() {
+    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+        return;
+    };
+    let stale: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| is_stale_peer(n))
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    let Ok(host) = link::host() else { return };
+    for name in stale {
+        let _ = link::delete(&host, &name).await;
+    }
+}
+
+/// Whether `name` is the pod end of a pair as [`host_end`] names them, plus `p`.
+fn is_stale_peer(name: &str) -> bool {
+    name.len() == 13
+        && name.starts_with("veth")
+        && name.ends_with('p')
+        && name[4..12].chars().all(|c| c.is_ascii_hexdigit())
+}
+
 /// The host end of a pod's veth pair: `veth` and a hash of the pod's uid (interface names have
 /// at most 15 bytes).
 pub fn host_end(uid: &str) -> String {
@@ -138,6 +168,15 @@ pub fn host_end(uid: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_peers() {
+        let end = host_end("uid");
+        assert!(is_stale_peer(&format!("{end}p")));
+        assert!(!is_stale_peer(&end));
+        assert!(!is_stale_peer("vethzzzzzzzzp"));
+        assert!(!is_stale_peer("eth0"));
+    }
 
     #[test]
     fn host_end_names() {

@@ -273,6 +273,8 @@ impl Drop for Server {
         let _ = std::thread::spawn(move || {
             if let Ok(rt) = tokio::runtime::Runtime::new() {
                 let _ = rt.block_on(rudder_net::remove_bridge(&bridge));
+                // A server killed in the middle of attaching a pod leaves the pair behind.
+                rt.block_on(rudder_net::remove_stale_pairs());
             }
         })
         .join();
