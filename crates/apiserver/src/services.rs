@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::status::{ApiError, Cause};
 
 /// The Service address range (the first address is the `kubernetes` Service's, as upstream).
-pub const CLUSTER_IP_RANGE: &str = "10.43.0.0/16";
+pub const CLUSTER_IP_RANGE: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 43, 0, 0), 16);
 /// The NodePort range.
 pub const NODE_PORTS: RangeInclusive<u16> = 30000..=32767;
 
@@ -44,12 +44,6 @@ pub enum WantIp {
     Any,
     /// This one.
     Exactly(Ipv4Addr),
-}
-
-fn range() -> Ipv4Net {
-    CLUSTER_IP_RANGE
-        .parse()
-        .unwrap_or_else(|_| Ipv4Net::new(Ipv4Addr::new(10, 43, 0, 0), 16).unwrap_or_default())
 }
 
 fn invalid(name: &str, field: &str, message: String) -> ApiError {
@@ -89,7 +83,7 @@ pub fn wanted(svc: &Value, name: &str) -> Result<Wanted, ApiError> {
                     format!("\"{s}\": must be a valid IP address"),
                 )
             })?;
-            let r = range();
+            let r = CLUSTER_IP_RANGE;
             if !r.contains(&parsed) || parsed == r.network() || parsed == r.broadcast() {
                 return Err(invalid(
                     name,
@@ -318,7 +312,7 @@ impl Allocations<'_> {
     }
 
     async fn any_ip(&self, owner: &str, taken: &mut Taken) -> Result<Ipv4Addr, ApiError> {
-        let r = range();
+        let r = CLUSTER_IP_RANGE;
         let size = u32::from(r.broadcast()) - u32::from(r.network());
         // Start at a random place, as upstream does, so addresses are not reused right away;
         // skip the network address and the first host (the `kubernetes` Service's).

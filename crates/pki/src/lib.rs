@@ -254,11 +254,21 @@ pub fn certificate_request(
     issue::request(cn, groups, sans)
 }
 
+/// The DER of the first certificate in a PEM text.
+pub fn certificate_der(pem: &str) -> Option<Vec<u8>> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;
+    Some(pem.contents)
+}
+
+/// A DER certificate as PEM.
+pub fn certificate_pem(der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+}
+
 /// The pin of a CA certificate as joining nodes check it (kubeadm's `--discovery-token-ca-cert-hash`):
 /// `sha256:` and the hex SHA-256 of its SubjectPublicKeyInfo.
 pub fn ca_cert_hash(ca_pem: &str) -> Option<String> {
-    let (_, pem) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).ok()?;
-    ca_cert_hash_der(&pem.contents)
+    ca_cert_hash_der(&certificate_der(ca_pem)?)
 }
 
 /// [`ca_cert_hash`] of a DER certificate.

@@ -163,8 +163,8 @@ enum Credentials {
 
 async fn client(server: &str, ca_pem: &str, creds: Credentials) -> Result<kube::Client> {
     let mut config = kube::Config::new(server.parse().context("--server is not a URL")?);
-    let (_, pem) = x509_parser_pem(ca_pem)?;
-    config.root_cert = Some(vec![pem]);
+    let der = rudder_pki::certificate_der(ca_pem).context("the CA is not a PEM certificate")?;
+    config.root_cert = Some(vec![der]);
     match creds {
         Credentials::Token(t) => config.auth_info.token = Some(t.into()),
         Credentials::Certificate(cert, key) => {
@@ -173,20 +173,6 @@ async fn client(server: &str, ca_pem: &str, creds: Credentials) -> Result<kube::
         }
     }
     kube::Client::try_from(config).context("API client")
-}
-
-/// The DER of the first certificate in `pem`.
-fn x509_parser_pem(pem: &str) -> Result<((), Vec<u8>)> {
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    let der = STANDARD
-        .decode(body.trim())
-        .context("the CA is not a PEM certificate")?;
-    Ok(((), der))
 }
 
 /// Creates a CSR and returns the issued certificate (the server approves node requests at once).
@@ -240,16 +226,7 @@ async fn fetch_pinned_ca(server: &str, pin: &str) -> Result<String> {
     let chain = peer_chain(&host, port).await?;
     for der in &chain {
         if rudder_pki::ca_cert_hash_der(der).as_deref() == Some(pin) {
-            let body = STANDARD.encode(der);
-            let lines: Vec<&str> = body
-                .as_bytes()
-                .chunks(64)
-                .filter_map(|c| std::str::from_utf8(c).ok())
-                .collect();
-            return Ok(format!(
-                "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-                lines.join("\n")
-            ));
+            return Ok(rudder_pki::certificate_pem(der));
         }
     }
     bail!("the server at {server} does not present a CA with the pin {pin}")

@@ -8,16 +8,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::node::{remove_containers, wait_for};
-use common::{KUBECTLS, Server};
-use rudder_runtime::testing::TestImage;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use common::node::{import_busybox, remove_containers, wait_for};
+use common::{KUBECTLS, Server, free_port, remove_pod_network};
 
 /// A `rudder agent` process, stopped and cleaned up on drop.
 struct Agent {
@@ -86,13 +78,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
         remove_containers(&self.dir.join("data"));
-        let bridge = self.bridge.clone();
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Runtime::new() {
-                let _ = rt.block_on(rudder_net::remove_bridge(&bridge));
-            }
-        })
-        .join();
+        remove_pod_network(&self.bridge);
     }
 }
 
@@ -123,18 +109,7 @@ fn an_agent_joins_with_a_token_and_runs_pods() {
     let work = tempfile::tempdir().expect("tempdir");
     let dir = work.path().join("worker");
     std::fs::create_dir_all(&dir).expect("agent dir");
-    let archive = dir.join("busybox.tar");
-    TestImage::busybox()
-        .and_then(|i| i.write_oci_layout(&archive, "docker.io/library/busybox:1.36"))
-        .expect("build the busybox image");
-    let imported = Command::new(env!("CARGO_BIN_EXE_rudder"))
-        .args(["image", "import"])
-        .arg(&archive)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .output()
-        .expect("import");
-    assert!(imported.status.success());
+    import_busybox(&dir, &dir.join("data"));
 
     // A wrong pin is refused before anything is sent with the token.
     let mut wrong = join.clone();

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::node::{node_with_busybox, wait_for};
-use common::{KUBECTLS, Server, json};
+use common::{KUBECTLS, Server, free_port, json};
 
 fn web_pod(node: &str) -> String {
     serde_json::json!({
@@ -55,13 +55,6 @@ fn http_get(port: u16) -> Option<String> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     Some(out)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[test]

@@ -36,7 +36,8 @@ pub struct Server {
     extra_args: Vec<String>,
 }
 
-fn free_port() -> u16 {
+/// A port free on the loopback now.
+pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
 }
@@ -269,16 +270,21 @@ impl Drop for Server {
             f(&data);
         }
         // The bridge outlives the server by design (a restarted agent keeps using it).
-        let bridge = self.pod_bridge();
-        let _ = std::thread::spawn(move || {
-            if let Ok(rt) = tokio::runtime::Runtime::new() {
-                let _ = rt.block_on(rudder_net::remove_bridge(&bridge));
-                // A server killed in the middle of attaching a pod leaves the pair behind.
-                rt.block_on(rudder_net::remove_stale_pairs());
-            }
-        })
-        .join();
+        remove_pod_network(&self.pod_bridge());
     }
+}
+
+/// Removes a node's pod bridge and the veth pairs a killed agent left half made (on a thread
+/// and runtime of its own: the caller may be a test's async runtime).
+pub fn remove_pod_network(bridge: &str) {
+    let bridge = bridge.to_owned();
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Runtime::new() {
+            let _ = rt.block_on(rudder_net::remove_bridge(&bridge));
+            rt.block_on(rudder_net::remove_stale_pairs());
+        }
+    })
+    .join();
 }
 
 fn tail(s: &str, n: usize) -> String {

@@ -64,15 +64,10 @@ fn remove_containers_now(data: &std::path::Path) {
     });
 }
 
-/// A server whose node has the busybox test image (built offline from busybox-static and
-/// imported with `rudder image import`), and the node's name.
-pub fn node_with_busybox() -> (Server, String) {
-    let mut s = Server::start();
-    s.after_stop(remove_containers);
-    let k = KUBECTLS[KUBECTLS.len() - 1];
-
-    // An image built offline from busybox-static, imported into the node's store.
-    let archive = s.dir.path().join("busybox.tar");
+/// Builds the busybox test image offline (from busybox-static) in `work` and imports it with
+/// `rudder image import` into the node store of `data_dir`.
+pub fn import_busybox(work: &std::path::Path, data_dir: &std::path::Path) {
+    let archive = work.join("busybox.tar");
     TestImage::busybox()
         .and_then(|i| i.write_oci_layout(&archive, "docker.io/library/busybox:1.36"))
         .expect("build the busybox image");
@@ -80,7 +75,7 @@ pub fn node_with_busybox() -> (Server, String) {
         .args(["image", "import"])
         .arg(&archive)
         .arg("--data-dir")
-        .arg(s.data_dir())
+        .arg(data_dir)
         .output()
         .expect("rudder image import");
     assert!(
@@ -89,6 +84,15 @@ pub fn node_with_busybox() -> (Server, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("busybox:1.36"));
+}
+
+/// A server whose node has the busybox test image (built offline from busybox-static and
+/// imported with `rudder image import`), and the node's name.
+pub fn node_with_busybox() -> (Server, String) {
+    // The server removes its node's containers when it stops (`Server::start`).
+    let s = Server::start();
+    let k = KUBECTLS[KUBECTLS.len() - 1];
+    import_busybox(s.dir.path(), &s.data_dir());
 
     let node = wait_for("the node", 30, || {
         let list = json(&s.ok_kubectl(k, &["get", "nodes", "-o", "json"]));
