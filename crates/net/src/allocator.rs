@@ -2,7 +2,7 @@
 //! of the cluster range (as kube-controller-manager's node-ipam controller does with
 //! `--allocate-node-cidrs`).
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
@@ -24,8 +24,10 @@ pub async fn run(
         .applied_objects();
     futures::pin_mut!(events);
     tokio::pin!(stop);
-    // What this loop assigned: the store may not show it yet.
-    let mut assigned: BTreeSet<Ipv4Net> = BTreeSet::new();
+    // What this loop assigned, by node uid: the store may not show it yet, and a node must not
+    // get a second subnet from an event that predates the first (a node re-created under the
+    // same name has a new uid and gets one again).
+    let mut assigned: BTreeMap<String, Ipv4Net> = BTreeMap::new();
     loop {
         let node = tokio::select! {
             () = &mut stop => return,
@@ -43,7 +45,9 @@ pub async fn run(
             .as_ref()
             .and_then(|s| s.pod_cidr.as_deref())
             .is_some_and(|c| !c.is_empty());
-        if has || node.metadata.deletion_timestamp.is_some() {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let uid = node.metadata.uid.clone().unwrap_or_default();
+        if has || node.metadata.deletion_timestamp.is_some() || assigned.contains_key(&uid) {
             continue;
         }
         let mut used: Vec<Ipv4Net> = store
@@ -51,12 +55,11 @@ pub async fn run(
             .iter()
             .filter_map(|n| n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok())
             .collect();
-        used.extend(assigned.iter().copied());
+        used.extend(assigned.values().copied());
         let Some(subnet) = crate::cidr::next_free(cluster, prefix, &used) else {
             tracing::warn!(%cluster, "no pod subnet left for node {:?}", node.metadata.name);
             continue;
         };
-        let name = node.metadata.name.clone().unwrap_or_default();
         let patch = serde_json::json!({
             "spec": {"podCIDR": subnet.to_string(), "podCIDRs": [subnet.to_string()]}
         });
@@ -65,7 +68,7 @@ pub async fn run(
             .await
         {
             Ok(_) => {
-                assigned.insert(subnet);
+                assigned.insert(uid, subnet);
                 tracing::info!(node = %name, %subnet, "pod subnet assigned");
             }
             Err(e) => tracing::warn!(node = %name, error = %e, "assigning a pod subnet"),
