@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use base64::Engine;
 use rudder_auth::bootstrap::{self, BootstrapToken};
-use rudder_auth::service_account::{Claims, Signer, Verifier};
+use rudder_auth::service_account::legacy::LegacyClaims;
+use rudder_auth::service_account::{Claims, Signer, Verified, Verifier};
 use rudder_auth::static_tokens::StaticTokens;
 use rudder_auth::{TokenError, UserInfo};
 use serde_json::Value;
@@ -152,9 +153,17 @@ pub(crate) async fn authenticate_token(
     if rudder_auth::is_bearer_jwt(token)
         && let Some(sa) = &server.authn.tokens
     {
-        let claims = sa.verifier.verify(token, now(), audiences)?;
-        check_bound(server, &claims).await?;
-        return Ok(rudder_auth::with_authenticated(claims.user()));
+        let user = match sa.verifier.verify_any(token, now(), audiences)? {
+            Verified::Bound(claims) => {
+                check_bound(server, &claims).await?;
+                claims.user()
+            }
+            Verified::Legacy(claims) => {
+                check_legacy(server, &claims, token).await?;
+                claims.user()
+            }
+        };
+        return Ok(rudder_auth::with_authenticated(user));
     }
     Err(TokenError::Invalid)
 }
@@ -204,6 +213,50 @@ async fn check_bound(server: &ApiServer, claims: &Claims) -> Result<(), TokenErr
         check_object("secret", &k.namespace, secret, got.as_ref(), false)?;
     }
     Ok(())
+}
+
+/// Fails unless a legacy token's service account exists with the uid it names and its Secret
+/// exists, is not being deleted, and still holds this very token (as upstream's legacy
+/// validator: deleting or rewriting the Secret revokes the token).
+async fn check_legacy(
+    server: &ApiServer,
+    claims: &LegacyClaims,
+    token: &str,
+) -> Result<(), TokenError> {
+    let ns = Some(claims.namespace.as_str());
+    let secret = rudder_auth::service_account::ObjectRef {
+        name: claims.secret_name.clone(),
+        uid: String::new(),
+    };
+    let got = read(server, &keys::object_key("", "secrets", ns, &secret.name)).await;
+    check_object("secret", &claims.namespace, &secret, got.as_ref(), false)?;
+    let holds = got.as_ref().is_some_and(|s| {
+        secret_data(s)
+            .get("token")
+            .is_some_and(|t| t == token.as_bytes())
+    });
+    if !holds {
+        return Err(TokenError::Revoked(format!(
+            "secret \"{}/{}\" no longer holds the token",
+            claims.namespace, secret.name
+        )));
+    }
+    let sa = rudder_auth::service_account::ObjectRef {
+        name: claims.service_account_name.clone(),
+        uid: claims.service_account_uid.clone(),
+    };
+    let got = read(
+        server,
+        &keys::object_key("", "serviceaccounts", ns, &sa.name),
+    )
+    .await;
+    check_object(
+        "serviceaccount",
+        &claims.namespace,
+        &sa,
+        got.as_ref(),
+        false,
+    )
 }
 
 fn check_object(

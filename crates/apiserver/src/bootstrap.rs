@@ -1,9 +1,10 @@
-//! Objects every cluster starts with: the four system namespaces and the built-in
-//! PriorityClasses.
+//! Objects every cluster starts with: the four system namespaces, the built-in
+//! PriorityClasses, the `default/kubernetes` Service with its endpoints, and the default RBAC
+//! roles and bindings.
 
 use bytes::Bytes;
 use rudder_store::{Store, WriteOutcome};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::keys;
 use crate::objects;
@@ -72,6 +73,149 @@ pub async fn ensure_priority_classes(store: &dyn Store) -> Result<(), rudder_sto
             .map_err(|e| rudder_store::StoreError::Backend(e.to_string()))?;
         if let WriteOutcome::Written(_) = store.create(&key, Bytes::from(bytes)).await? {
             tracing::info!(priority_class = name, "created priority class");
+        }
+    }
+    Ok(())
+}
+
+/// Creates the `default/kubernetes` Service on the first address of `range` if it is missing,
+/// and makes its Endpoints and EndpointSlice point at `endpoint` (the API server's advertised
+/// address). Run at start-up and then periodically, as upstream's endpoint reconciler, so a
+/// deleted or stale object comes back.
+pub async fn ensure_kubernetes_service(
+    store: &dyn Store,
+    range: ipnet::Ipv4Net,
+    endpoint: std::net::SocketAddr,
+) -> Result<(), rudder_store::StoreError> {
+    use crate::kubernetes_service as ks;
+    let Some(ip) = crate::service_range::nth_address(range, 1) else {
+        return Ok(());
+    };
+    let svc_key = keys::object_key("", "services", Some(ks::NAMESPACE), ks::NAME);
+    let current = store.get(&svc_key, None).await?.kv;
+    match current {
+        None => {
+            let allocations = crate::services::Allocations { store, range };
+            // A reservation left by an earlier `kubernetes` Service is ours to reuse.
+            if let Err(e) = allocations.reserve_ip(ip, "default/kubernetes").await {
+                tracing::warn!(error = %e.message, "reserving the kubernetes Service address");
+            }
+            let svc = ks::service(ip, endpoint.port());
+            if create_new(store, &svc_key, svc).await? {
+                tracing::info!(%ip, "created the kubernetes Service");
+            }
+        }
+        Some(kv) => {
+            let stored: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+            let held = stored.pointer("/spec/clusterIP").and_then(Value::as_str);
+            if held != Some(ip.to_string().as_str()) {
+                tracing::warn!(
+                    cluster_ip = ?held, %range,
+                    "the kubernetes Service's address is not the first of the service range; delete the Service to move it"
+                );
+            }
+        }
+    }
+    let eps_key = keys::object_key("", "endpoints", Some(ks::NAMESPACE), ks::NAME);
+    put_if_changed(store, &eps_key, ks::endpoints(endpoint)).await?;
+    let slice_key = keys::object_key(
+        "discovery.k8s.io",
+        "endpointslices",
+        Some(ks::NAMESPACE),
+        ks::NAME,
+    );
+    put_if_changed(store, &slice_key, ks::endpoint_slice(endpoint)).await?;
+    Ok(())
+}
+
+/// Creates `key` with `obj` plus a uid and creation time; false when it already exists.
+async fn create_new(
+    store: &dyn Store,
+    key: &str,
+    mut obj: Value,
+) -> Result<bool, rudder_store::StoreError> {
+    obj["metadata"]["uid"] = json!(objects::new_uid());
+    obj["metadata"]["creationTimestamp"] = json!(objects::now_rfc3339());
+    let bytes =
+        serde_json::to_vec(&obj).map_err(|e| rudder_store::StoreError::Backend(e.to_string()))?;
+    Ok(matches!(
+        store.create(key, Bytes::from(bytes)).await?,
+        WriteOutcome::Written(_)
+    ))
+}
+
+/// Creates `key` with `wanted`, or replaces what is there when its content differs (keeping the
+/// stored object's uid and creation time). A concurrent writer wins; the next round retries.
+async fn put_if_changed(
+    store: &dyn Store,
+    key: &str,
+    wanted: Value,
+) -> Result<(), rudder_store::StoreError> {
+    let Some(kv) = store.get(key, None).await?.kv else {
+        create_new(store, key, wanted).await?;
+        return Ok(());
+    };
+    let stored: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
+    if crate::kubernetes_service::up_to_date(&stored, &wanted) {
+        return Ok(());
+    }
+    let mut obj = wanted;
+    for field in ["uid", "creationTimestamp"] {
+        if let Some(v) = stored.pointer(&format!("/metadata/{field}")) {
+            obj["metadata"][field] = v.clone();
+        }
+    }
+    if obj.pointer("/metadata/uid").is_none() {
+        obj["metadata"]["uid"] = json!(objects::new_uid());
+        obj["metadata"]["creationTimestamp"] = json!(objects::now_rfc3339());
+    }
+    let bytes =
+        serde_json::to_vec(&obj).map_err(|e| rudder_store::StoreError::Backend(e.to_string()))?;
+    store
+        .update(key, Bytes::from(bytes), kv.mod_revision)
+        .await?;
+    Ok(())
+}
+
+/// Creates the default ClusterRoles and ClusterRoleBindings that are missing, and brings back
+/// what was removed from those still marked `rbac.authorization.kubernetes.io/autoupdate`.
+pub async fn ensure_rbac(store: &dyn Store) -> Result<(), rudder_store::StoreError> {
+    use rudder_auth::rbac::defaults;
+    let objects = defaults::cluster_roles()
+        .into_iter()
+        .map(|o| ("clusterroles", o))
+        .chain(
+            defaults::cluster_role_bindings()
+                .into_iter()
+                .map(|o| ("clusterrolebindings", o)),
+        );
+    let encode = |v: &serde_json::Value| {
+        serde_json::to_vec(v)
+            .map(Bytes::from)
+            .map_err(|e| rudder_store::StoreError::Backend(e.to_string()))
+    };
+    for (plural, mut obj) in objects {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+        let key = keys::object_key(rudder_auth::rbac::RBAC_GROUP, plural, None, &name);
+        obj["metadata"]["uid"] = objects::new_uid().into();
+        obj["metadata"]["creationTimestamp"] = objects::now_rfc3339().into();
+        match store.create(&key, encode(&obj)?).await? {
+            WriteOutcome::Written(_) => {
+                tracing::debug!(%name, plural, "created default RBAC object")
+            }
+            WriteOutcome::AlreadyExists(_) | WriteOutcome::Conflict(_) => {
+                let Some(kv) = store.get(&key, None).await?.kv else {
+                    continue;
+                };
+                let Ok(stored) = serde_json::from_slice::<serde_json::Value>(&kv.value) else {
+                    continue;
+                };
+                if let Some(fixed) = defaults::reconcile(&stored, &obj) {
+                    // Losing a race with another writer only delays this to the next start.
+                    store.update(&key, encode(&fixed)?, kv.mod_revision).await?;
+                    tracing::info!(%name, plural, "reconciled default RBAC object");
+                }
+            }
         }
     }
     Ok(())

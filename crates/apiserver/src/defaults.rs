@@ -199,7 +199,16 @@ fn job_spec(spec: &mut Map<String, Value>) {
         default(spec, "completions", json!(1));
     }
     default(spec, "parallelism", json!(1));
-    default(spec, "backoffLimit", json!(6));
+    // With a per-index limit the Job-wide one defaults to "no limit", as upstream.
+    let backoff_limit = if spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null())
+    {
+        json!(i32::MAX)
+    } else {
+        json!(6)
+    };
+    default(spec, "backoffLimit", backoff_limit);
     default(spec, "completionMode", json!("NonIndexed"));
     default(spec, "suspend", json!(false));
     default(spec, "manualSelector", json!(false));
@@ -451,6 +460,15 @@ mod tests {
             job_spec(spec.as_object_mut().expect("object"));
             assert_eq!(spec["completions"].as_i64(), completions, "{spec}");
             assert_eq!(spec["parallelism"], parallelism, "{spec}");
+        }
+        for (spec, limit) in [
+            (json!({}), 6),
+            (json!({"backoffLimitPerIndex": 1}), i64::from(i32::MAX)),
+            (json!({"backoffLimitPerIndex": 1, "backoffLimit": 3}), 3),
+        ] {
+            let mut spec = spec;
+            job_spec(spec.as_object_mut().expect("object"));
+            assert_eq!(spec["backoffLimit"], limit, "{spec}");
         }
         let mut job =
             json!({"metadata": {"name": "j", "uid": "u-1"}, "spec": {"template": {"spec": {}}}});

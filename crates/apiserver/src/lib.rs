@@ -1,20 +1,23 @@
 //! rudder's Kubernetes API server: the only component that touches the store.
 //!
-//! A request goes `http` (TLS, body limits) → `server` (authentication, routing) →
+//! A request goes `http` (TLS, body limits) → `server` (authentication, authorization, routing) →
 //! `discovery` or `handlers` (one generic implementation per verb, driven by the resource table)
 //! → the watch cache for reads and the store for writes. See `docs/ARCHITECTURE.md`.
 
 mod authn;
+mod authz;
 pub mod bootstrap;
 pub mod cache;
 pub mod compactor;
 mod crd;
 mod defaults;
 mod discovery;
+mod dns_service;
 mod filter;
 mod handlers;
 pub mod http;
 pub mod keys;
+mod kubernetes_service;
 mod objects;
 mod openapi;
 mod openapi_v2;
@@ -24,6 +27,7 @@ pub mod request_info;
 pub mod resources;
 mod schema_check;
 mod server;
+pub mod service_range;
 mod services;
 pub mod status;
 mod validate;
@@ -78,6 +82,12 @@ pub struct Config {
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
     /// Authentication: static tokens, service-account keys, the CA for node certificates.
     pub auth: AuthOptions,
+    /// The Service address range (`--service-cluster-ip-range`), checked by the caller with
+    /// [`service_range::check`].
+    pub service_cluster_ip_range: ipnet::Ipv4Net,
+    /// Where the `default/kubernetes` Service's endpoints point: the address and port other
+    /// machines and pods reach this API server at.
+    pub kubernetes_endpoint: SocketAddr,
 }
 
 /// Loads the cache, creates the system namespaces, binds and serves until `shutdown`.
@@ -89,6 +99,10 @@ pub async fn start(
     let authn = authn::Authenticator::new(config.auth)?;
     bootstrap::ensure_namespaces(&*store).await?;
     bootstrap::ensure_priority_classes(&*store).await?;
+    bootstrap::ensure_rbac(&*store).await?;
+    let (range, endpoint) = (config.service_cluster_ip_range, config.kubernetes_endpoint);
+    bootstrap::ensure_kubernetes_service(&*store, range, endpoint).await?;
+    dns_service::ensure(&*store, range).await?;
     tracing::info!("loading the watch cache");
     let cache = cache::WatchCache::start(store.clone()).await?;
     tracing::info!(objects_at_revision = cache.revision(), "watch cache ready");
@@ -114,13 +128,33 @@ pub async fn start(
         config.kubelet_client,
     );
     api.authn = authn;
+    api.service_range = range;
     let api = Arc::new(api);
+    let reconciler = tokio::spawn(reconcile_kubernetes_service(store.clone(), range, endpoint));
     let compactor = tokio::spawn(compactor::run(store, config.compaction_interval));
     let done = tokio::spawn(async move {
         http::serve(listener, config.tls, api, shutdown).await;
         compactor.abort();
         crds.abort();
+        reconciler.abort();
     });
     tracing::info!(%addr, "API server listening");
     Ok(Running { addr, done })
+}
+
+/// Re-asserts the `kubernetes` Service and its endpoints every 10 s (upstream's reconcile
+/// interval), so a deleted or edited object comes back.
+async fn reconcile_kubernetes_service(
+    store: Arc<dyn Store>,
+    range: ipnet::Ipv4Net,
+    endpoint: SocketAddr,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = bootstrap::ensure_kubernetes_service(&*store, range, endpoint).await {
+            tracing::warn!(error = %e, "reconciling the kubernetes Service");
+        }
+    }
 }

@@ -31,6 +31,10 @@ pub struct ApiServer {
     pub(crate) kubelet_client: Option<Arc<rustls::ClientConfig>>,
     /// Authenticators (client certificates, static, bootstrap and service-account tokens).
     pub(crate) authn: crate::authn::Authenticator,
+    /// The RBAC policy, as of the watch cache.
+    pub(crate) authz: crate::authz::Authz,
+    /// The Service address range ClusterIPs are allocated from.
+    pub(crate) service_range: ipnet::Ipv4Net,
 }
 
 impl ApiServer {
@@ -50,6 +54,8 @@ impl ApiServer {
             openapi_v2: Default::default(),
             kubelet_client,
             authn: Default::default(),
+            authz: Default::default(),
+            service_range: crate::service_range::DEFAULT,
         }
     }
 
@@ -63,8 +69,8 @@ impl ApiServer {
             || path.starts_with("/readyz/")
             || path.starts_with("/livez/");
         // Authentication (`authn.rs`): the user goes into the request's extensions. Anonymous
-        // requests reach only the public paths; every authenticated user may do everything
-        // until authorization (RBAC) comes.
+        // requests reach only the public paths, and there only because the default
+        // `system:public-info-viewer` binding lets them.
         match crate::authn::authenticate(self, &req).await? {
             Some(user) => {
                 req.parts.extensions.insert(user);
@@ -83,6 +89,15 @@ impl ApiServer {
             PathError::NotFound => ApiError::path_not_found(),
             PathError::MethodNotAllowed => ApiError::method_not_allowed(e.to_string()),
         })?;
+        // Impersonation, then authorization (`authz.rs`): Node, then RBAC.
+        crate::authz::impersonate(self, &mut req).await?;
+        let user = req
+            .parts
+            .extensions
+            .get::<rudder_auth::UserInfo>()
+            .ok_or_else(ApiError::unauthorized)?;
+        let attrs = crate::authz::attributes(user, &method, &path, &target, &query);
+        crate::authz::require(self, &attrs).await?;
         match target {
             Target::NonResource(p) if p == "/openapi/v2" => self.openapi_v2.serve(
                 &self.resources,

@@ -14,8 +14,6 @@ use serde_json::{Value, json};
 
 use crate::status::{ApiError, Cause};
 
-/// The Service address range (the first address is the `kubernetes` Service's, as upstream).
-pub const CLUSTER_IP_RANGE: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 43, 0, 0), 16);
 /// The NodePort range.
 pub const NODE_PORTS: RangeInclusive<u16> = 30000..=32767;
 
@@ -59,8 +57,9 @@ fn invalid(name: &str, field: &str, message: String) -> ApiError {
     )
 }
 
-/// Reads what `svc` asks for, rejecting addresses and ports outside the ranges.
-pub fn wanted(svc: &Value, name: &str) -> Result<Wanted, ApiError> {
+/// Reads what `svc` asks for, rejecting addresses outside `range` and ports outside the
+/// NodePort range.
+pub fn wanted(svc: &Value, name: &str, range: Ipv4Net) -> Result<Wanted, ApiError> {
     let spec = svc.get("spec").cloned().unwrap_or_default();
     let kind = spec
         .get("type")
@@ -83,7 +82,7 @@ pub fn wanted(svc: &Value, name: &str) -> Result<Wanted, ApiError> {
                     format!("\"{s}\": must be a valid IP address"),
                 )
             })?;
-            let r = CLUSTER_IP_RANGE;
+            let r = range;
             if !r.contains(&parsed) || parsed == r.network() || parsed == r.broadcast() {
                 return Err(invalid(
                     name,
@@ -218,6 +217,8 @@ pub struct Taken {
 /// Reservation keys in the store.
 pub struct Allocations<'a> {
     pub store: &'a dyn Store,
+    /// The Service address range (`--service-cluster-ip-range`).
+    pub range: Ipv4Net,
 }
 
 impl Allocations<'_> {
@@ -262,7 +263,7 @@ impl Allocations<'_> {
         name: &str,
         taken: &mut Taken,
     ) -> Result<(), ApiError> {
-        let want = wanted(svc, name)?;
+        let want = wanted(svc, name, self.range)?;
         let (had_ip, had_ports) = previous.map(held).unwrap_or_default();
         match want.cluster_ip {
             WantIp::Exactly(ip) if Some(ip) != had_ip => {
@@ -312,16 +313,9 @@ impl Allocations<'_> {
     }
 
     async fn any_ip(&self, owner: &str, taken: &mut Taken) -> Result<Ipv4Addr, ApiError> {
-        let r = CLUSTER_IP_RANGE;
+        let r = self.range;
         let size = u32::from(r.broadcast()) - u32::from(r.network());
-        // Start at a random place, as upstream does, so addresses are not reused right away;
-        // skip the network address and the first host (the `kubernetes` Service's).
-        let start = rand::random::<u32>() % size.max(1);
-        for step in 0..size {
-            let offset = (start + step) % size;
-            if offset < 2 {
-                continue;
-            }
+        for offset in dynamic_offsets(size, rand::random::<u32>()) {
             let ip = Ipv4Addr::from(u32::from(r.network()) + offset);
             let key = format!("{IP_PREFIX}{ip}");
             if self.reserve(key.clone(), owner).await? {
@@ -332,6 +326,12 @@ impl Allocations<'_> {
         Err(ApiError::internal(format!(
             "failed to allocate a serviceIP: range is full ({r})"
         )))
+    }
+
+    /// Reserves `ip` for `owner` (the `kubernetes` Service at start-up); false when it is
+    /// already reserved.
+    pub async fn reserve_ip(&self, ip: Ipv4Addr, owner: &str) -> Result<bool, ApiError> {
+        self.reserve(format!("{IP_PREFIX}{ip}"), owner).await
     }
 
     async fn any_port(&self, owner: &str, taken: &mut Taken) -> Result<u16, ApiError> {
@@ -379,9 +379,42 @@ impl Allocations<'_> {
     }
 }
 
+/// The offsets (from the network address) dynamic allocation tries, in order, for a range of
+/// `size` addresses before the broadcast one. As upstream, a lower band is kept for addresses
+/// asked for by value (the `kubernetes` Service's first address, cluster DNS's tenth) and used
+/// only once the upper band is full; the search starts at a random place (`seed`) so freed
+/// addresses are not reused right away.
+fn dynamic_offsets(size: u32, seed: u32) -> impl Iterator<Item = u32> {
+    let band = (size / 16).clamp(16, 256).min(size);
+    let upper = size - band;
+    let start = if upper == 0 { 0 } else { seed % upper };
+    let upper_part = (0..upper).map(move |i| band + (start + i) % upper);
+    // Offset 0 is the network address and 1 the `kubernetes` Service's.
+    upper_part.chain(2..band)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const RANGE: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(10, 43, 0, 0), 16);
+
+    #[test]
+    fn dynamic_allocation_prefers_the_upper_band() {
+        let small: Vec<u32> = dynamic_offsets(63, 5).collect();
+        // A /26: 16 reserved for static addresses, 47 above them.
+        assert_eq!(small.len(), 47 + 14);
+        assert_eq!(small[0], 16 + 5);
+        assert!(small[..47].iter().all(|o| *o >= 16));
+        assert_eq!(&small[47..49], &[2, 3]);
+        assert!(!small.contains(&0) && !small.contains(&1));
+        let mut sorted = small.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), small.len(), "no offset twice");
+        let big: Vec<u32> = dynamic_offsets(65535, 0).take(1).collect();
+        assert_eq!(big, vec![256], "the band is at most 256 addresses");
+    }
 
     fn svc(spec: Value) -> Value {
         json!({"metadata": {"name": "s"}, "spec": spec})
@@ -409,7 +442,7 @@ mod tests {
             (json!({"clusterIP": "banana"}), Err(422)),
         ];
         for (spec, want) in cases {
-            let got = wanted(&svc(spec.clone()), "s")
+            let got = wanted(&svc(spec.clone()), "s", RANGE)
                 .map(|w| w.cluster_ip)
                 .map_err(|e| e.code);
             assert_eq!(got, want, "{spec}");
@@ -417,12 +450,14 @@ mod tests {
         let np = wanted(
             &svc(json!({"type": "NodePort", "ports": [{"port": 80}, {"port": 81, "nodePort": 30080}]})),
             "s",
+            RANGE,
         )
         .expect("valid");
         assert_eq!(np.node_ports, vec![(0, None), (1, Some(30080))]);
         let out = wanted(
             &svc(json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]})),
             "s",
+            RANGE,
         )
         .expect_err("out of range");
         assert!(
@@ -432,7 +467,12 @@ mod tests {
             out.message
         );
         assert!(
-            wanted(&svc(json!({"ports": [{"port": 80, "nodePort": 80}]})), "s").is_ok(),
+            wanted(
+                &svc(json!({"ports": [{"port": 80, "nodePort": 80}]})),
+                "s",
+                RANGE
+            )
+            .is_ok(),
             "node ports of a ClusterIP Service are not allocated"
         );
     }

@@ -9,9 +9,13 @@
 //! - [`bootstrap`]: kubeadm's bootstrap tokens (`abcdef.0123456789abcdef`) and the Secret that
 //!   stores one.
 //!
+//! - [`rbac`]: authorization — RBAC rules, bindings and aggregation, the Node authorizer, the
+//!   default roles.
+//!
 //! The API server does the IO (reading files, looking objects up); this crate only decides.
 
 pub mod bootstrap;
+pub mod rbac;
 pub mod service_account;
 pub mod static_tokens;
 mod user;

@@ -288,25 +288,7 @@ impl Verifier {
         now: i64,
         audiences: Option<&[String]>,
     ) -> Result<Claims, TokenError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-        let mut last = TokenError::Malformed(format!("unsupported algorithm {:?}", header.alg));
-        let mut claims = None;
-        for (key, alg) in self.keys.iter().filter(|(_, a)| *a == header.alg) {
-            let mut v = Validation::new(*alg);
-            v.validate_exp = false;
-            v.validate_nbf = false;
-            v.validate_aud = false;
-            v.required_spec_claims.clear();
-            match jsonwebtoken::decode::<Claims>(token, key, &v) {
-                Ok(data) => {
-                    claims = Some(data.claims);
-                    break;
-                }
-                Err(e) => last = TokenError::Malformed(e.to_string()),
-            }
-        }
-        let claims = claims.ok_or(last)?;
+        let claims: Claims = self.decode_signed(token)?;
         if !self.issuers.contains(&claims.iss) {
             return Err(TokenError::Issuer(claims.iss));
         }
@@ -332,7 +314,68 @@ impl Verifier {
         }
         Ok(claims)
     }
+
+    /// The claims of a token signed by one of the keys (nothing else checked).
+    fn decode_signed<T: serde::de::DeserializeOwned>(&self, token: &str) -> Result<T, TokenError> {
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+        let mut last = TokenError::Malformed(format!("unsupported algorithm {:?}", header.alg));
+        for (key, alg) in self.keys.iter().filter(|(_, a)| *a == header.alg) {
+            let mut v = Validation::new(*alg);
+            v.validate_exp = false;
+            v.validate_nbf = false;
+            v.validate_aud = false;
+            v.required_spec_claims.clear();
+            match jsonwebtoken::decode::<T>(token, key, &v) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => last = TokenError::Malformed(e.to_string()),
+            }
+        }
+        Err(last)
+    }
+
+    /// A bound token's claims ([`Verifier::verify`]) or a legacy Secret token's
+    /// ([`legacy::verify`]), told apart by the issuer: upstream always accepts
+    /// [`legacy::ISSUER`] besides the configured issuers.
+    pub fn verify_any(
+        &self,
+        token: &str,
+        now: i64,
+        audiences: Option<&[String]>,
+    ) -> Result<Verified, TokenError> {
+        #[derive(Deserialize)]
+        struct Issuer {
+            #[serde(default)]
+            iss: String,
+        }
+        let Issuer { iss } = self.decode_signed(token)?;
+        if iss == legacy::ISSUER && !self.issuers.contains(&iss) {
+            let claims = legacy::verify(self.decode_signed(token)?, &self.audiences, audiences)?;
+            return Ok(Verified::Legacy(claims));
+        }
+        self.verify(token, now, audiences).map(Verified::Bound)
+    }
 }
+
+/// What [`Verifier::verify_any`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verified {
+    /// A TokenRequest token (bound, expiring).
+    Bound(Claims),
+    /// A legacy token from a `kubernetes.io/service-account-token` Secret (no expiry; valid as
+    /// long as the Secret holds it).
+    Legacy(legacy::LegacyClaims),
+}
+
+impl Signer {
+    /// The signed legacy token.
+    pub fn sign_legacy(&self, claims: &legacy::LegacyClaims) -> Result<String, KeyError> {
+        jsonwebtoken::encode(&Header::new(self.algorithm), claims, &self.key)
+            .map_err(|e| KeyError(format!("signing: {e}")))
+    }
+}
+
+pub mod legacy;
 
 #[cfg(test)]
 mod tests;

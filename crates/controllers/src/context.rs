@@ -44,6 +44,8 @@ pub struct Context {
     pub(crate) expectations: Arc<Expectations>,
     /// Where the local-path provisioner puts volumes.
     pub local_path_dir: std::path::PathBuf,
+    /// What the server handed the controller manager (CA, signing key, thresholds).
+    pub options: Arc<crate::Options>,
     stop: tokio::sync::watch::Receiver<bool>,
 }
 
@@ -53,7 +55,7 @@ impl Context {
     pub async fn start(
         client: Client,
         stop: tokio::sync::watch::Receiver<bool>,
-        local_path_dir: std::path::PathBuf,
+        options: Arc<crate::Options>,
     ) -> Result<Self> {
         let stopped = || wait_stop(stop.clone());
         let ctx = Context {
@@ -66,7 +68,8 @@ impl Context {
             jobs: Informer::start(&client, "jobs", stopped()),
             client,
             expectations: Arc::new(Expectations::default()),
-            local_path_dir,
+            local_path_dir: options.local_path_dir.clone(),
+            options,
             stop,
         };
         ctx.pods

@@ -21,6 +21,9 @@ pub enum ControllerError {
         /// What is wrong.
         message: String,
     },
+    /// A service-account token could not be signed (unusable key).
+    #[error(transparent)]
+    Signing(#[from] rudder_auth::service_account::KeyError),
     /// `--controllers` names a controller the registry does not know.
     #[error("unknown controller {0:?} in --controllers")]
     UnknownController(String),

@@ -65,12 +65,22 @@ where
         what: &'static str,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
+        Self::start_with(client, what, watcher::Config::default(), stop)
+    }
+
+    /// Starts watching the `K` that `config` selects (a field or label selector) until `stop`.
+    pub fn start_with(
+        client: &Client,
+        what: &'static str,
+        config: watcher::Config,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
         let mut writer: Writer<K> = Writer::default();
         let store = writer.as_reader();
         let (tx, _) = broadcast::channel(BUFFER);
         let sender = tx.clone();
         let api: Api<K> = Api::all(client.clone());
-        let events = watcher(api, watcher::Config::default()).default_backoff();
+        let events = watcher(api, config).default_backoff();
         let driver = events.for_each(move |ev| {
             match ev {
                 Ok(ev) => {

@@ -20,11 +20,15 @@ mod informer;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;
+pub mod podgc;
 pub mod pods;
 pub mod registry;
 pub mod replicaset;
 pub mod resourcequota;
+pub mod revisions;
+pub mod rootca;
 pub mod serviceaccount;
+pub mod serviceaccount_token;
 pub mod statefulset;
 pub mod volume;
 
@@ -33,18 +37,33 @@ use std::future::Future;
 pub use context::Context;
 pub use error::{ControllerError, Result};
 
-/// What the controller manager runs.
+/// What the controller manager runs, and what it is handed by the server.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// `--controllers` entries, upstream's syntax: `*` (all enabled by default), `name`
     /// (enable), `-name` (disable).
     pub controllers: Vec<String>,
+    /// The cluster CA (PEM) published as `kube-root-ca.crt` in every namespace and written into
+    /// legacy service-account token Secrets; `None` leaves both without it.
+    pub root_ca_pem: Option<String>,
+    /// The service-account signing key (PEM) legacy token Secrets are signed with; `None`
+    /// turns the token controller off.
+    pub service_account_key_pem: Option<String>,
+    /// Terminated pods kept before the pod garbage collector deletes the oldest
+    /// (`--terminated-pod-gc-threshold`; 0 keeps them all).
+    pub terminated_pod_gc_threshold: usize,
+    /// Where the local-path provisioner puts volumes (`--local-path-dir`).
+    pub local_path_dir: std::path::PathBuf,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Options {
             controllers: vec!["*".into()],
+            root_ca_pem: None,
+            service_account_key_pem: None,
+            terminated_pod_gc_threshold: podgc::DEFAULT_TERMINATED_POD_THRESHOLD,
+            local_path_dir: volume::LOCAL_PATH_DIR.into(),
         }
     }
 }
@@ -60,7 +79,7 @@ pub async fn run(
     let names: Vec<&str> = selected.iter().map(|c| c.name).collect();
     tracing::info!(controllers = ?names, "starting the controller manager");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let ctx = Context::start(client, stop_rx.clone(), volume::LOCAL_PATH_DIR.into()).await?;
+    let ctx = Context::start(client, stop_rx.clone(), std::sync::Arc::new(options)).await?;
     let mut tasks = tokio::task::JoinSet::new();
     for c in selected {
         let ctx = ctx.clone();

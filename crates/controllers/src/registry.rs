@@ -57,6 +57,18 @@ pub fn all() -> Vec<Descriptor> {
             start: |ctx| Box::pin(crate::serviceaccount::run(ctx)),
         },
         Descriptor {
+            name: "serviceaccount-token-controller",
+            alias: "serviceaccount-token",
+            enabled_by_default: true,
+            start: |ctx| Box::pin(crate::serviceaccount_token::run(ctx)),
+        },
+        Descriptor {
+            name: "root-ca-certificate-publisher-controller",
+            alias: "root-ca-cert-publisher",
+            enabled_by_default: true,
+            start: |ctx| Box::pin(crate::rootca::run(ctx)),
+        },
+        Descriptor {
             name: "endpointslice-controller",
             alias: "endpointslice",
             enabled_by_default: true,
@@ -97,6 +109,12 @@ pub fn all() -> Vec<Descriptor> {
             alias: "nodelifecycle",
             enabled_by_default: true,
             start: |ctx| Box::pin(crate::nodelifecycle::run(ctx)),
+        },
+        Descriptor {
+            name: "pod-garbage-collector-controller",
+            alias: "podgc",
+            enabled_by_default: true,
+            start: |ctx| Box::pin(crate::podgc::run(ctx)),
         },
         Descriptor {
             name: "resourcequota-controller",

@@ -1,11 +1,13 @@
 //! rudder's pod network, the built-in alternative to a CNI plugin: the control plane gives each
 //! node a pod subnet (`spec.podCIDR`, [`allocator`]), and the node agent puts a bridge on it and
-//! gives each pod an address from it on a veth pair ([`PodNetwork`]).
+//! gives each pod an address from it on a veth pair ([`PodNetwork`]). [`proxy`] is the service
+//! proxy (kube-proxy's role) in nftables.
 
 pub mod allocator;
 pub mod cidr;
 pub mod ipam;
 mod link;
+pub mod proxy;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -83,10 +85,11 @@ impl PodNetwork {
             }
             ip
         };
+        let host_end = host_end(uid);
         if link::pod_has_eth0(netns).await? {
+            set_hairpin(&host_end);
             return Ok(ip);
         }
-        let host_end = host_end(uid);
         link::attach(
             &self.host,
             &link::PodLink {
@@ -99,6 +102,7 @@ impl PodNetwork {
             },
         )
         .await?;
+        set_hairpin(&host_end);
         Ok(ip)
     }
 
@@ -119,6 +123,15 @@ impl PodNetwork {
 
     fn state_file(&self) -> PathBuf {
         self.opts.state_dir.join("ipam.json")
+    }
+}
+
+/// Lets the bridge send a frame back out of the port it came in on, so a pod reaching a Service
+/// whose chosen endpoint is the pod itself gets its own (DNATed, masqueraded) packets back.
+fn set_hairpin(host_end: &str) {
+    let path = format!("/sys/class/net/{host_end}/brport/hairpin_mode");
+    if let Err(e) = std::fs::write(&path, "1") {
+        tracing::warn!(error = %e, %path, "could not turn on hairpin mode");
     }
 }
 

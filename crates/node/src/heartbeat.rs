@@ -38,6 +38,10 @@ pub struct AgentConfig {
     pub kubelet_tls: Option<Arc<rustls::ServerConfig>>,
     /// The pod network (bridge and state); `None` leaves pods without addresses.
     pub network: Option<rudder_net::NetworkOptions>,
+    /// The cluster's DNS written into pods' resolv.conf; `None` gives pods the node's.
+    pub cluster_dns: Option<crate::pod_dns::ClusterDns>,
+    /// The node's resolv.conf.
+    pub resolv_conf: PathBuf,
 }
 
 impl AgentConfig {
@@ -50,6 +54,8 @@ impl AgentConfig {
             status_interval: Duration::from_secs(60),
             kubelet_tls: None,
             network: None,
+            cluster_dns: None,
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
         }
     }
 }
@@ -125,6 +131,8 @@ impl Agent {
                     ));
                     slot
                 }),
+                cluster_dns: self.config.cluster_dns.clone(),
+                resolv_conf: self.config.resolv_conf.clone(),
             });
             tokio::spawn(crate::pods::run(shared, async {
                 let _ = pods_stopped.await;

@@ -11,12 +11,14 @@ pub mod logs;
 pub mod machine;
 mod netns;
 pub mod node_object;
+pub mod pod_dns;
 pub mod pod_network;
 pub mod pod_spec;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod pods;
 pub mod prober;
+pub mod service_env;
 pub mod streaming;
 pub mod volumes;
 

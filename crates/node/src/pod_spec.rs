@@ -64,6 +64,9 @@ pub struct EnvSources {
     pub config_maps: BTreeMap<String, BTreeMap<String, String>>,
     /// Secret name → decoded data.
     pub secrets: BTreeMap<String, BTreeMap<String, String>>,
+    /// Service variables (`crate::service_env`): visible to `$(VAR)` expansion, and set unless
+    /// the container sets the same name.
+    pub services: Vec<(String, String)>,
 }
 
 /// Node facts a pod's field references can name.
@@ -195,7 +198,7 @@ pub fn environment(
     ctx: &PodContext,
     sources: &EnvSources,
 ) -> Result<Vec<(String, String)>, SpecError> {
-    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let mut vars: BTreeMap<String, String> = sources.services.iter().cloned().collect();
     let mut out: Vec<(String, String)> = Vec::new();
     let mut set = |name: String, value: String, vars: &mut BTreeMap<String, String>| {
         vars.insert(name.clone(), value.clone());
@@ -264,6 +267,12 @@ pub fn environment(
             String::new()
         };
         set(e.name.clone(), value, &mut vars);
+    }
+    // As the kubelet: what the container sets wins over the Service variables.
+    for (name, value) in &sources.services {
+        if !out.iter().any(|(n, _)| n == name) {
+            out.push((name.clone(), value.clone()));
+        }
     }
     Ok(out)
 }

@@ -18,6 +18,7 @@ use crate::pod_spec::{self, EnvSources, PodContext};
 use crate::pod_status::{self, ContainerView, State, Terminated};
 use crate::prober;
 
+mod dns_files;
 mod probing;
 mod references;
 
@@ -41,6 +42,10 @@ pub struct Shared {
     pub root: std::path::PathBuf,
     /// The pod network, if the agent gives pods addresses.
     pub network: Option<Arc<crate::pod_network::NetworkSlot>>,
+    /// The cluster's DNS for pods' resolv.conf (`None`: pods get the node's resolvers).
+    pub cluster_dns: Option<crate::pod_dns::ClusterDns>,
+    /// The node's resolv.conf (`Default` policy, and search domains appended for the others).
+    pub resolv_conf: std::path::PathBuf,
 }
 
 /// What a step prepared for every container of the pod.
@@ -89,6 +94,7 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
         last_status: None,
         volumes_synced: None,
         objects: Default::default(),
+        service_env: Vec::new(),
         pod_ip: None,
     };
     let first = pod_rx.borrow().clone();
@@ -126,6 +132,8 @@ struct Worker {
     volumes_synced: Option<(Instant, Option<String>)>,
     /// The ConfigMaps and Secrets the pod refers to, as last read.
     objects: crate::volumes::Objects,
+    /// The Service environment variables, as last read (with the ConfigMaps and Secrets).
+    service_env: Vec<(String, String)>,
     /// The pod's address once its sandbox is on the pod network.
     pod_ip: Option<String>,
 }
@@ -169,6 +177,9 @@ impl Worker {
             .is_none_or(|(at, _)| at.elapsed() >= VOLUME_RESYNC);
         if due {
             self.objects = references::fetch(&self.shared.client, pod, &self.objects).await;
+            if let Some(vars) = references::service_env(&self.shared.client, pod).await {
+                self.service_env = vars;
+            }
             let root = self.shared.root.clone();
             let pod_copy = pod.clone();
             let objects = self.objects.clone();
@@ -180,9 +191,16 @@ impl Worker {
             .and_then(|r| r.map_err(|e| e.to_string()))
             .err();
             self.volumes_synced = Some((Instant::now(), result));
+            let pod_ip = self.pod_ip.clone().unwrap_or_default();
+            if let Err(e) = dns_files::write(&self.shared, pod, &pod_ip).await {
+                tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod DNS files");
+            }
         }
         let sources = Prepared {
-            env: env_sources(&self.objects),
+            env: EnvSources {
+                services: self.service_env.clone(),
+                ..env_sources(&self.objects)
+            },
             pod_ip: self.pod_ip.clone().unwrap_or_default(),
             volumes: self.volumes_synced.as_ref().and_then(|(_, r)| r.clone()),
         };
@@ -609,6 +627,7 @@ async fn drive(
         .map_err(|e| e.to_string())
         .and_then(|mut cfg| {
             cfg.mounts = crate::volumes::mounts(&shared.root, pod, c).map_err(|e| e.to_string())?;
+            cfg.mounts.extend(dns_files::mounts(&shared.root, pod, c));
             Ok(cfg)
         });
     let config = match config {

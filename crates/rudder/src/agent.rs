@@ -91,7 +91,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     )
     .context("the node endpoint's TLS")?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = crate::node::start(&args.node, &data_dir, &files.kubeconfig, tls, rx).await?;
+    let task = crate::node::start(&args.node, &data_dir, &files.kubeconfig, tls, None, rx).await?;
     tracing::info!("[2/2] node agent running");
     crate::server::wait_for_signal().await;
     let _ = tx.send(());

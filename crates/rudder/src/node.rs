@@ -26,6 +26,30 @@ pub struct NodeArgs {
     /// Run pods without pod networking (no bridge; pods have loopback only and no IP).
     #[arg(long)]
     pub disable_pod_network: bool,
+    /// Do not run the service proxy (ClusterIP and NodePort rules in nftables).
+    #[arg(long)]
+    pub disable_proxy: bool,
+    /// The nftables table (family `ip`) the service proxy owns; removed when it stops.
+    #[arg(long, default_value = "rudder")]
+    pub proxy_table: String,
+    /// Do not run the cluster DNS server on this node.
+    #[arg(long)]
+    pub disable_dns: bool,
+    /// The cluster domain (`<svc>.<ns>.svc.<domain>`).
+    #[arg(long, default_value = rudder_dns::DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
+    /// The nameserver written into pods' resolv.conf (default: the `kube-system/kube-dns`
+    /// Service's ClusterIP).
+    #[arg(long)]
+    pub cluster_dns: Option<std::net::IpAddr>,
+    /// Where this node's DNS server listens, UDP and TCP (default: the node's pod bridge
+    /// address, port 53).
+    #[arg(long)]
+    pub dns_listen: Option<std::net::SocketAddr>,
+    /// The node's resolv.conf: upstream resolvers of the DNS server, and what pods with
+    /// `dnsPolicy: Default` get.
+    #[arg(long, default_value = "/etc/resolv.conf")]
+    pub resolv_conf: std::path::PathBuf,
 }
 
 impl NodeArgs {
@@ -48,15 +72,41 @@ pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
 }
 
 /// Starts the node agent as the client of `kubeconfig`, serving its endpoint with
-/// `endpoint_tls`, keeping its state in `data_dir`. Runs until `stop` fires.
+/// `endpoint_tls`, keeping its state in `data_dir`, and the service proxy beside it (which
+/// treats `cluster_cidr`, or the node's pod subnet when `None`, as the pod range). Runs until
+/// `stop` fires.
 pub async fn start(
     args: &NodeArgs,
     data_dir: &Path,
     kubeconfig: &Path,
     endpoint_tls: Arc<rustls::ServerConfig>,
+    cluster_cidr: Option<ipnet::Ipv4Net>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let client = client(kubeconfig).await?;
+    let proxy = (!args.disable_proxy).then(|| {
+        start_proxy(
+            client.clone(),
+            rudder_net::proxy::ProxyOptions {
+                node_name: args.name(),
+                table: args.proxy_table.clone(),
+                cluster_cidr,
+            },
+        )
+    });
+    let dns = (!args.disable_dns).then(|| {
+        start_dns(
+            client.clone(),
+            rudder_dns::DnsOptions {
+                node_name: args.name(),
+                cluster_domain: args.cluster_domain.clone(),
+                listen: args
+                    .dns_listen
+                    .map_or(rudder_dns::Listen::PodGateway(53), rudder_dns::Listen::Addr),
+                resolv_conf: args.resolv_conf.clone(),
+            },
+        )
+    });
     let node = rudder_node::node_object::NodeOptions {
         name: args.name(),
         max_pods: args.max_pods,
@@ -65,6 +115,14 @@ pub async fn start(
     };
     let mut agent_config = rudder_node::AgentConfig::new(node, data_dir.join("agent"));
     agent_config.kubelet_tls = Some(endpoint_tls);
+    agent_config.resolv_conf = args.resolv_conf.clone();
+    agent_config.cluster_dns =
+        cluster_dns(&client, args)
+            .await
+            .map(|ip| rudder_node::pod_dns::ClusterDns {
+                nameservers: vec![ip.to_string()],
+                domain: args.cluster_domain.trim_end_matches('.').to_owned(),
+            });
     agent_config.network = (!args.disable_pod_network).then(|| rudder_net::NetworkOptions {
         bridge: args.pod_bridge.clone(),
         state_dir: data_dir.join("agent/network"),
@@ -95,5 +153,74 @@ pub async fn start(
         {
             tracing::error!(error = %e, "node agent stopped");
         }
+        // The proxy removes its table on the way out.
+        if let Some((tx, task)) = proxy {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+        if let Some((tx, task)) = dns {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
     }))
+}
+
+/// Starts the service proxy; returns its stop switch and task.
+fn start_proxy(
+    client: kube::Client,
+    opts: rudder_net::proxy::ProxyOptions,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let stop = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = rudder_net::proxy::run(client, opts, stop).await {
+            tracing::error!(error = %e, "service proxy stopped");
+        }
+    });
+    (tx, task)
+}
+
+/// The nameserver for pods: `--cluster-dns`, else the `kube-dns` Service's ClusterIP (the API
+/// server creates it at start-up; a few tries cover an API server still coming up).
+async fn cluster_dns(client: &kube::Client, args: &NodeArgs) -> Option<std::net::IpAddr> {
+    if let Some(ip) = args.cluster_dns {
+        return Some(ip);
+    }
+    for _ in 0..5 {
+        match rudder_dns::cluster_dns_address(client.clone()).await {
+            Ok(Some(ip)) => return Some(ip),
+            Ok(None) => break,
+            Err(e) => tracing::debug!(error = %e, "reading the kube-dns Service"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    tracing::warn!(
+        "no cluster DNS address (no kube-system/kube-dns Service); pods get the node's resolvers"
+    );
+    None
+}
+
+/// Starts the cluster DNS server; returns its stop switch and task.
+fn start_dns(
+    client: kube::Client,
+    opts: rudder_dns::DnsOptions,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let stop = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = rudder_dns::run(client, opts, stop).await {
+            tracing::error!(error = %e, "cluster DNS stopped");
+        }
+    });
+    (tx, task)
 }

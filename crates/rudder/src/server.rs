@@ -47,6 +47,14 @@ pub struct ServerArgs {
     /// The cluster's pod address range; each node gets a subnet of it (`spec.podCIDR`).
     #[arg(long, default_value = "10.42.0.0/16")]
     pub cluster_cidr: ipnet::Ipv4Net,
+    /// The Service address range: ClusterIPs are allocated from it; its first address is the
+    /// `kubernetes` Service's and its tenth cluster DNS's.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    pub service_cluster_ip_range: ipnet::Ipv4Net,
+    /// Address the `kubernetes` Service's endpoints point at (default: the bind address, or
+    /// this machine's address on its default route when binding to all or loopback addresses).
+    #[arg(long)]
+    pub advertise_address: Option<std::net::Ipv4Addr>,
     /// Prefix length of each node's pod subnet.
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,
@@ -56,6 +64,12 @@ pub struct ServerArgs {
     /// Controllers to run, upstream's syntax: `*` (the default set), `name`, `-name`.
     #[arg(long, value_delimiter = ',', default_value = "*")]
     pub controllers: Vec<String>,
+    /// Terminated pods kept before the pod garbage collector deletes the oldest (0: keep all).
+    #[arg(long, default_value_t = rudder_controllers::podgc::DEFAULT_TERMINATED_POD_THRESHOLD)]
+    pub terminated_pod_gc_threshold: usize,
+    /// Directory the local-path provisioner creates volumes in (on the node running the pod).
+    #[arg(long, default_value = rudder_controllers::volume::LOCAL_PATH_DIR)]
+    pub local_path_dir: PathBuf,
     /// Do not run the scheduler in this process.
     #[arg(long)]
     pub disable_scheduler: bool,
@@ -69,6 +83,8 @@ pub struct ServerArgs {
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
+    rudder_apiserver::service_range::check(args.service_cluster_ip_range, Some(args.cluster_cidr))
+        .context("--service-cluster-ip-range")?;
     let data_dir = args.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -121,6 +137,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
         kubelet_client: Some(kubelet_client(&pki)?),
         auth: crate::auth::options(&args.auth, &pki)?,
+        service_cluster_ip_range: args.service_cluster_ip_range,
+        kubernetes_endpoint: SocketAddr::new(
+            kubernetes_endpoint_ip(args.advertise_address, args.bind_address),
+            args.port,
+        ),
     };
     let running = rudder_apiserver::start(store, config, async {
         let _ = stop_rx.await;
@@ -147,15 +168,22 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (None, None)
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = crate::node::start(&args.node, &data_dir, &kubeconfig, pki.server_config()?, rx)
-            .await?;
+        let task = crate::node::start(
+            &args.node,
+            &data_dir,
+            &kubeconfig,
+            pki.server_config()?,
+            Some(args.cluster_cidr),
+            rx,
+        )
+        .await?;
         (Some(tx), Some(task))
     };
 
     let controllers_stop = if args.disable_controllers {
         None
     } else {
-        Some(start_controllers(&args, &kubeconfig).await?)
+        Some(start_controllers(&args, &kubeconfig, &pki).await?)
     };
 
     let scheduler_stop = if args.disable_scheduler {
@@ -191,10 +219,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 async fn start_controllers(
     args: &ServerArgs,
     kubeconfig: &std::path::Path,
+    pki: &rudder_pki::Pki,
 ) -> Result<tokio::sync::oneshot::Sender<()>> {
     let client = crate::node::client(kubeconfig).await?;
     let options = rudder_controllers::Options {
         controllers: args.controllers.clone(),
+        // Published as kube-root-ca.crt and written into token Secrets.
+        root_ca_pem: Some(pki.ca_cert_pem().to_owned()),
+        // The key the API server signs and verifies service-account tokens with.
+        service_account_key_pem: Some(pki.service_account_key_pem().0.to_owned()),
+        terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
+        local_path_dir: args.local_path_dir.clone(),
     };
     rudder_controllers::registry::select(&options.controllers).context("--controllers")?;
     let (cidr, mask) = (args.cluster_cidr, args.node_cidr_mask_size);
@@ -266,6 +301,21 @@ fn kubelet_client(pki: &rudder_pki::Pki) -> Result<Arc<rustls::ClientConfig>> {
     let mut config = (*pki.admin_client_config().context("node client TLS")?).clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The address the `kubernetes` Service's endpoints name: the one given, the bind address, or
+/// the machine's address (pods cannot reach a loopback address through a Service).
+fn kubernetes_endpoint_ip(advertise: Option<std::net::Ipv4Addr>, bind: IpAddr) -> IpAddr {
+    if let Some(ip) = advertise {
+        return IpAddr::V4(ip);
+    }
+    if !bind.is_unspecified() && !bind.is_loopback() {
+        return bind;
+    }
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    rudder_node::machine::default_route_ipv4(&read("/proc/net/route"), &read("/proc/net/fib_trie"))
+        .and_then(|ip| ip.parse().ok())
+        .unwrap_or(bind)
 }
 
 fn advertised_host(bind: IpAddr) -> String {

@@ -27,8 +27,14 @@ impl Agent {
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--node-name", name, "--kubelet-port", &port.to_string()])
-            // The test server's pod range has room for its own node only.
-            .args(["--pod-bridge", bridge, "--disable-pod-network"])
+            // The test server's pod range has room for its own node only; the proxy would
+            // use the machine-wide default table.
+            .args([
+                "--pod-bridge",
+                bridge,
+                "--disable-pod-network",
+                "--disable-proxy",
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -173,6 +179,55 @@ fn an_agent_joins_with_a_token_and_runs_pods() {
     });
     let exec = s.ok_kubectl(k, &["exec", "on-worker", "--", "hostname"]);
     assert_eq!(exec.trim(), "on-worker");
+
+    // The node's own credentials reach its own objects only (Node authorizer).
+    let node_kc = dir.join("data/kubeconfig");
+    let as_node = |args: &[&str]| {
+        let out = common::kubectl_raw(k, &node_kc, args, None);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = as_node(&["get", "node", &name]);
+    assert!(ok, "{err}");
+    let (ok, err) = as_node(&["get", "pod", "on-worker"]);
+    assert!(ok, "{err}");
+    let server_node = s.ok_kubectl(
+        k,
+        &["get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"],
+    );
+    let server_node = if server_node == name {
+        s.ok_kubectl(
+            k,
+            &["get", "nodes", "-o", "jsonpath={.items[1].metadata.name}"],
+        )
+    } else {
+        server_node
+    };
+    let (ok, err) = as_node(&["delete", "node", &server_node]);
+    assert!(!ok, "a node deleted another node");
+    assert!(
+        err.contains(&format!(
+            r#"nodes "{server_node}" is forbidden: User "system:node:{name}" cannot delete resource "nodes""#
+        )),
+        "{err}"
+    );
+    s.create(
+        k,
+        Some("default"),
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"unrelated"},"stringData":{"k":"v"}}"#,
+    );
+    let (ok, err) = as_node(&["get", "secret", "unrelated"]);
+    assert!(!ok, "a node read a secret none of its pods uses");
+    assert!(
+        err.contains(&format!(
+            "no relationship found between node '{name}' and this object"
+        )),
+        "{err}"
+    );
+    let (ok, err) = as_node(&["get", "secrets"]);
+    assert!(!ok && err.contains("Forbidden"), "{err}");
 
     // Restarted without a token, the agent uses the credentials it has.
     agent.stop();

@@ -70,6 +70,18 @@ fn whoami(kubectl: &str, kubeconfig: &Path) -> serde_json::Value {
     json(&out)["status"]["userInfo"].clone()
 }
 
+/// Grants `view` cluster-wide to `subject` (a binding's subject as JSON): authentication alone
+/// allows only discovery and self-review.
+fn grant_view(server: &Server, name: &str, subject: serde_json::Value) {
+    let crb = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+        "subjects": [subject],
+    });
+    server.create("/usr/bin/kubectl", None, &crb.to_string());
+}
+
 fn wait_for_default_sa(server: &Server, ns: &str) {
     common::node::wait_for("the default service account", 30, || {
         server
@@ -133,6 +145,13 @@ fn static_token_users_are_authenticated() {
         "--token-auth-file",
         token_file.to_str().expect("utf-8 path"),
     ]);
+    for user in ["alice", "bob"] {
+        grant_view(
+            &server,
+            user,
+            serde_json::json!({"kind": "User", "name": user}),
+        );
+    }
     let alice = token_kubeconfig(&server, "alice", Some("s3cr3t-alice"));
     for kubectl in KUBECTLS {
         let (ok, out, err) = run(kubectl, &alice, &["get", "namespaces", "-o", "name"]);
@@ -157,6 +176,11 @@ fn static_token_users_are_authenticated() {
 fn service_account_tokens_from_kubectl_create_token() {
     let server = Server::start_with(&["--disable-agent"]);
     wait_for_default_sa(&server, "default");
+    grant_view(
+        &server,
+        "default-sa",
+        serde_json::json!({"kind": "ServiceAccount", "name": "default", "namespace": "default"}),
+    );
     for kubectl in KUBECTLS {
         let token = server.ok_kubectl(kubectl, &["create", "token", "default"]);
         let token = token.trim();
@@ -225,6 +249,11 @@ fn service_account_tokens_from_kubectl_create_token() {
 fn bound_and_expired_tokens_are_refused() {
     let server = Server::start_with(&["--disable-agent"]);
     wait_for_default_sa(&server, "default");
+    grant_view(
+        &server,
+        "default-sa",
+        serde_json::json!({"kind": "ServiceAccount", "name": "default", "namespace": "default"}),
+    );
     let kubectl = "/usr/bin/kubectl";
     server.create(
         kubectl,
@@ -342,11 +371,14 @@ fn projected_service_account_token_authenticates_the_pod() {
     let kubectl = KUBECTLS[KUBECTLS.len() - 1];
     wait_for_default_sa(&server, "default");
     let ca = std::fs::read_to_string(server.data_dir().join("pki/ca.crt")).expect("ca.crt");
-    let cm = serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": ca},
+    // The root CA publisher (controller manager) provides ca.crt to the projected volume.
+    common::node::wait_for("kube-root-ca.crt published", 60, || {
+        server
+            .kubectl(kubectl, &["get", "configmap", "kube-root-ca.crt"])
+            .status
+            .success()
+            .then_some(())
     });
-    server.create(kubectl, Some("default"), &cm.to_string());
     let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
     let pod = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reader"},

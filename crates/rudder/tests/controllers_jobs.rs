@@ -126,6 +126,23 @@ fn jobs_complete_fail_and_follow_their_policies() {
     assert_eq!(bad["status"]["failed"], 2, "{bad}");
     let conds = bad["status"]["conditions"].to_string();
     assert!(conds.contains("BackoffLimitExceeded"), "{conds}");
+    // The retry waited out the 10 s pod-failure back-off (timestamps have 1 s resolution).
+    let secs = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok())
+            .map(|t| t.as_second())
+    };
+    let mut pods = job_pods(&s, "bad");
+    pods.sort_by_key(|p| secs(&p["metadata"]["creationTimestamp"]));
+    assert_eq!(pods.len(), 2);
+    let first_finished =
+        secs(&pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"])
+            .expect("first pod's finish time");
+    let retry_created = secs(&pods[1]["metadata"]["creationTimestamp"]).expect("created");
+    assert!(
+        retry_created - first_finished >= 9,
+        "retry created {retry_created}, first pod finished {first_finished}"
+    );
 
     let indexed = wait_condition(&s, "indexed", "complete");
     assert_eq!(indexed["status"]["completedIndexes"], "0-2", "{indexed}");
@@ -210,4 +227,79 @@ fn cronjob_fires_on_schedule() {
         assert!(std::time::Instant::now() < deadline, "CronJob status: {cj}");
         std::thread::sleep(std::time::Duration::from_millis(300));
     }
+}
+
+#[test]
+fn indexed_jobs_fail_indexes_and_follow_success_policies() {
+    let (s, node) = node_with_busybox();
+    // Index 1 always fails: retried once (after the 10 s back-off), then failed for good while
+    // the others complete; the Job fails with FailedIndexes.
+    s.create(
+        K,
+        Some("default"),
+        &job(
+            "per-index",
+            &node,
+            r#"test "$JOB_COMPLETION_INDEX" != 1"#,
+            serde_json::json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+                "backoffLimitPerIndex": 1}),
+        ),
+    );
+    // Every index fails: more than one failed index is too many.
+    s.create(
+        K,
+        Some("default"),
+        &job(
+            "max-failed",
+            &node,
+            "exit 1",
+            serde_json::json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+                "backoffLimitPerIndex": 0, "maxFailedIndexes": 1}),
+        ),
+    );
+    // Index 0 succeeding is enough; the others would run for an hour.
+    s.create(
+        K,
+        Some("default"),
+        &job(
+            "leader",
+            &node,
+            r#"test "$JOB_COMPLETION_INDEX" = 0 || sleep 3600"#,
+            serde_json::json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed",
+                "successPolicy": {"rules": [{"succeededIndexes": "0"}]}}),
+        ),
+    );
+
+    let per_index = wait_condition(&s, "per-index", "failed");
+    let status = &per_index["status"];
+    assert_eq!(status["failedIndexes"], "1", "{per_index}");
+    assert_eq!(status["completedIndexes"], "0,2", "{per_index}");
+    assert_eq!(status["failed"], 2, "{per_index}");
+    let conds = status["conditions"].to_string();
+    assert!(conds.contains("FailedIndexes"), "{conds}");
+    // The retry carries the index's failure count.
+    let counts: Vec<String> = job_pods(&s, "per-index")
+        .iter()
+        .filter(|p| p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == "1")
+        .filter_map(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    let mut counts = counts;
+    counts.sort();
+    assert_eq!(counts, ["0", "1"]);
+
+    let max_failed = wait_condition(&s, "max-failed", "failed");
+    let conds = max_failed["status"]["conditions"].to_string();
+    assert!(conds.contains("MaxFailedIndexesExceeded"), "{conds}");
+
+    let leader = wait_condition(&s, "leader", "complete");
+    let conds = leader["status"]["conditions"].to_string();
+    assert!(
+        conds.contains("SuccessCriteriaMet") && conds.contains("SuccessPolicy"),
+        "{conds}"
+    );
+    assert_eq!(leader["status"]["completedIndexes"], "0", "{leader}");
 }

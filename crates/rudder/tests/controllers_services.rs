@@ -64,7 +64,8 @@ fn set_status(s: &Server, name: &str, ip: &str, ready: bool) {
 
 #[test]
 fn services_get_endpoint_slices_and_endpoints() {
-    let s = Server::start();
+    // The pods are bound to a node that does not exist: keep the pod GC from removing them.
+    let s = Server::start_with(&["--controllers", "*,-podgc"]);
     s.create(K, Some("default"), &serde_json::json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web"},
@@ -134,7 +135,8 @@ fn services_get_endpoint_slices_and_endpoints() {
 
 #[test]
 fn resource_quota_reports_usage() {
-    let s = Server::start();
+    // The pods are bound to a node that does not exist: keep the pod GC from removing them.
+    let s = Server::start_with(&["--controllers", "*,-podgc"]);
     s.namespace(K, "quota");
     s.create(
         K,
@@ -160,13 +162,55 @@ fn resource_quota_reports_usage() {
         })
         .to_string(),
     );
+    // Scoped quotas count only their pods.
+    for (name, scopes) in [
+        ("best-effort", serde_json::json!({"scopes": ["BestEffort"]})),
+        (
+            "burstable",
+            serde_json::json!({"scopes": ["NotBestEffort", "NotTerminating"]}),
+        ),
+        (
+            "high",
+            serde_json::json!({"scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": "In", "values": ["high"]}]}}),
+        ),
+    ] {
+        let mut spec = scopes;
+        spec["hard"] = serde_json::json!({"pods": "10"});
+        s.create(
+            K,
+            Some("quota"),
+            &serde_json::json!({"apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": {"name": name}, "spec": spec})
+            .to_string(),
+        );
+    }
+    s.create(
+        K,
+        Some("quota"),
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "idle"},
+            "spec": {"nodeName": "nowhere", "activeDeadlineSeconds": 600, "containers": [{
+                "name": "main", "image": "rudder.invalid/none:1",
+            }]},
+        })
+        .to_string(),
+    );
     wait_for("quota usage", 45, &s, || {
         let q = get(&s, &["resourcequota", "q", "-n", "quota"])?;
         let used = &q["status"]["used"];
-        (used["pods"] == "1"
+        (used["pods"] == "2"
             && used["requests.cpu"] == "250m"
-            && used["configmaps"] == "1"
+            // kube-root-ca.crt counts too, as upstream.
+            && used["configmaps"] == "2"
             && q["status"]["hard"]["pods"] == "10")
             .then_some(())
     });
+    for (name, pods) in [("best-effort", "1"), ("burstable", "1"), ("high", "0")] {
+        wait_for(&format!("{name} quota usage"), 45, &s, || {
+            let q = get(&s, &["resourcequota", name, "-n", "quota"])?;
+            (q["status"]["used"]["pods"] == pods).then_some(())
+        });
+    }
 }

@@ -116,3 +116,92 @@ fn statefulset_orders_rolls_scales_and_claims() {
         "{db0}"
     );
 }
+
+fn claim_names(s: &common::Server) -> Vec<String> {
+    let mut c: Vec<String> = items(s, &["pvc"])
+        .iter()
+        .filter(|c| c["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|c| c["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    c.sort();
+    c
+}
+
+#[test]
+fn statefulset_ordinals_claim_retention_and_undo() {
+    // No node: the pods stay unscheduled, so deleting one is immediate.
+    let s = common::Server::start_with(&["--disable-agent"]);
+    s.create(K, Some("default"), &serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "shard"},
+        "spec": {
+            "replicas": 2,
+            "ordinals": {"start": 3},
+            "podManagementPolicy": "Parallel",
+            "serviceName": "shard",
+            "selector": {"matchLabels": {"app": "shard"}},
+            "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Delete"},
+            "template": {
+                "metadata": {"labels": {"app": "shard"}},
+                "spec": {"containers": [{"name": "main", "image": "rudder.invalid/none:1"}]},
+            },
+            "volumeClaimTemplates": [{
+                "metadata": {"name": "data"},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+            }],
+        },
+    }).to_string());
+    wait_for("pods from ordinal 3 with their claims", 60, &s, || {
+        (names(&s, "shard") == ["shard-3", "shard-4"]
+            && claim_names(&s) == ["data-shard-3", "data-shard-4"])
+        .then_some(())
+    });
+    // whenDeleted: Delete — the set owns the claims.
+    wait_for("the claims owned by the set", 60, &s, || {
+        let claims = items(&s, &["pvc"]);
+        claims
+            .iter()
+            .all(|c| {
+                c["metadata"]["ownerReferences"]
+                    .to_string()
+                    .contains("StatefulSet")
+            })
+            .then_some(())
+    });
+
+    // whenScaled: Delete — the claim of the removed ordinal goes with its pod.
+    mutate(&s, &["scale", "statefulset/shard", "--replicas=1"]);
+    wait_for("shard-4 and its claim gone", 60, &s, || {
+        (names(&s, "shard") == ["shard-3"] && claim_names(&s) == ["data-shard-3"]).then_some(())
+    });
+
+    // A new template is revision 2; undoing it brings revision 1's template back as 3.
+    mutate(&s, &["set", "env", "statefulset/shard", "VERSION=2"]);
+    wait_for("revision 2", 60, &s, || {
+        let h = s.ok_kubectl(K, &["rollout", "history", "statefulset/shard"]);
+        h.lines()
+            .any(|l| l.trim_start().starts_with('2'))
+            .then_some(())
+    });
+    s.ok_kubectl(K, &["rollout", "undo", "statefulset/shard"]);
+    let history = wait_for("revision 1 renumbered as 3", 60, &s, || {
+        let h = s.ok_kubectl(K, &["rollout", "history", "statefulset/shard"]);
+        let revs: Vec<&str> = h
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        (revs == ["2", "3"]).then_some(h)
+    });
+    let template = s.ok_kubectl(
+        K,
+        &["rollout", "history", "statefulset/shard", "--revision=3"],
+    );
+    assert!(!template.contains("VERSION"), "{history}\n{template}");
+
+    // whenDeleted: Delete — the remaining claim goes with the set.
+    s.ok_kubectl(K, &["delete", "statefulset", "shard"]);
+    wait_for("the claims deleted with the set", 60, &s, || {
+        claim_names(&s).is_empty().then_some(())
+    });
+}

@@ -22,7 +22,14 @@ fn claim(name: &str, class: Option<&str>, size: &str) -> String {
 
 #[test]
 fn claims_bind_static_and_local_path_volumes() {
-    let s = Server::start();
+    // A pod is bound to a node that does not exist: keep the pod GC from removing it.
+    // The volume's directory is only named, never created: its node does not exist.
+    let s = Server::start_with(&[
+        "--controllers",
+        "*,-podgc",
+        "--local-path-dir",
+        "/var/lib/rudder/e2e-storage",
+    ]);
     let class = wait_for("the default class", 60, &s, || {
         get(&s, &["storageclass", "local-path"])
     });
@@ -87,7 +94,7 @@ fn claims_bind_static_and_local_path_volumes() {
     assert!(
         pv["spec"]["hostPath"]["path"]
             .as_str()
-            .is_some_and(|p| p.contains("/storage/pvc-")),
+            .is_some_and(|p| p.starts_with("/var/lib/rudder/e2e-storage/pvc-")),
         "{pv}"
     );
 

@@ -149,7 +149,7 @@ fn get_prints_upstream_columns_for_builtin_and_custom_kinds() {
         let ns = format!("print-{i}");
         s.namespace(k, &ns);
         // ClusterIPs are unique in the cluster: one per namespace.
-        let cluster_ip = format!("10.43.100.1{i}");
+        let cluster_ip = s.service_ip(20 + i as u32);
         let service = SERVICE.replace("10.43.100.10", &cluster_ip);
         for manifest in [DEPLOYMENT, &service, POD] {
             s.create(k, Some(&ns), manifest);

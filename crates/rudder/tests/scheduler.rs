@@ -230,6 +230,25 @@ fn the_scheduler_places_explains_and_preempts() {
     assert_eq!(condition["reason"], "Unschedulable", "{condition}");
     assert_eq!(condition["message"], want, "{condition}");
     assert!(node_of(&s, "huge").is_none());
+    // Another attempt (a node change sends the pod back to the active queue) bumps the same
+    // event's count instead of adding a second event.
+    s.ok_kubectl(K, &["label", "node", "fake-gpu", "retry=1"]);
+    wait_for(&s, "the FailedScheduling event counted twice", || {
+        let list = json(&s.ok_kubectl(
+            K,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=huge,reason=FailedScheduling",
+                "-o",
+                "json",
+            ],
+        ));
+        let items = list["items"].as_array()?;
+        assert_eq!(items.len(), 1, "{list}");
+        (items[0]["count"].as_i64()? >= 2).then_some(())
+    });
 
     // Preemption: a high-priority pod evicts a low-priority one from the only node it fits.
     for (name, value) in [("low", 10), ("high", 1_000_000)] {

@@ -16,7 +16,7 @@ fn service(name: &str, spec: serde_json::Value) -> String {
 
 #[test]
 fn cluster_ips_and_node_ports() {
-    let s = Server::start();
+    let s = Server::start_with(&["--service-cluster-ip-range", "10.43.0.0/16"]);
     for (i, k) in KUBECTLS.iter().enumerate() {
         let ns = format!("svc{i}");
         s.namespace(k, &ns);

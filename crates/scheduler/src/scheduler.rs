@@ -8,12 +8,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Binding, Event, EventSource, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim,
-    Pod,
+    Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::WatchStreamExt;
@@ -70,6 +69,7 @@ struct Shared {
     queue: Mutex<Queue>,
     wake: Notify,
     synced: AtomicUsize,
+    events: rudder_events::Recorder,
 }
 
 struct Scheduler {
@@ -87,7 +87,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Scheduler {
     fn new(client: kube::Client, config: Arc<Config>, identity: String) -> Self {
         Scheduler {
-            client,
+            client: client.clone(),
             config,
             identity,
             shared: Arc::new(Shared {
@@ -95,6 +95,7 @@ impl Scheduler {
                 queue: Mutex::new(Queue::default()),
                 wake: Notify::new(),
                 synced: AtomicUsize::new(0),
+                events: rudder_events::Recorder::new(client.clone()),
             }),
         }
     }
@@ -377,8 +378,7 @@ impl Writer {
                     "Normal",
                     "Scheduled",
                     &format!("Successfully assigned {ns}/{name} to {node}"),
-                )
-                .await;
+                );
             }
             Err(e) => {
                 lock(&self.shared.cache).forget(&popped.key);
@@ -398,8 +398,7 @@ impl Writer {
                         "Warning",
                         "FailedScheduling",
                         &format!("Binding rejected: {e}"),
-                    )
-                    .await;
+                    );
                 }
             }
         }
@@ -413,8 +412,7 @@ impl Writer {
             pod.metadata.name.clone().unwrap_or_default(),
         );
         tracing::info!(pod = %format!("{ns}/{name}"), %message, "unschedulable");
-        self.event(pod, "Warning", "FailedScheduling", message)
-            .await;
+        self.event(pod, "Warning", "FailedScheduling", message);
         let current = pod
             .status
             .as_ref()
@@ -448,7 +446,7 @@ impl Writer {
             match api.delete(&victim.name, &DeleteParams::default()).await {
                 Ok(_) => {
                     let msg = format!("Preempted by {ns}/{name} on node {}", candidate.node);
-                    self.event(&victim.pod, "Normal", "Preempted", &msg).await;
+                    self.event(&victim.pod, "Normal", "Preempted", &msg);
                 }
                 Err(kube::Error::Api(s)) if s.code == 404 => {}
                 Err(e) => {
@@ -458,43 +456,25 @@ impl Writer {
         }
     }
 
-    /// Writes a core/v1 Event about `pod` (what `kubectl describe pod` lists).
-    async fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let now = Timestamp::now();
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(format!("{name}.{:x}", now.as_nanosecond())),
-                namespace: Some(ns.clone()),
-                ..ObjectMeta::default()
-            },
-            involved_object: ObjectReference {
+    /// Records a core/v1 Event about `pod` (what `kubectl describe pod` lists), in the
+    /// background: a binding never waits for its event.
+    fn event(&self, pod: &Pod, kind: &str, reason: &str, message: &str) {
+        self.shared.events.record(rudder_events::Draft {
+            involved: ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
-                namespace: Some(ns.clone()),
-                name: Some(name),
+                namespace: pod.metadata.namespace.clone(),
+                name: pod.metadata.name.clone(),
                 uid: pod.metadata.uid.clone(),
                 resource_version: pod.metadata.resource_version.clone(),
                 ..ObjectReference::default()
             },
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            type_: Some(kind.into()),
-            count: Some(1),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            source: Some(EventSource {
-                component: Some("default-scheduler".into()),
-                host: None,
-            }),
-            reporting_component: Some("default-scheduler".into()),
-            reporting_instance: Some(self.identity.clone()),
-            ..Event::default()
-        };
-        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(error = %e, reason, "writing an event failed");
-        }
+            type_: kind.into(),
+            reason: reason.into(),
+            message: message.into(),
+            component: "default-scheduler".into(),
+            instance: self.identity.clone(),
+            host: None,
+        });
     }
 }

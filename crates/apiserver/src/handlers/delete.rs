@@ -176,9 +176,12 @@ async fn delete_one(
             match store.delete(key, Some(kv.mod_revision)).await? {
                 DeleteOutcome::Deleted { revision, .. } => {
                     if group.is_empty() && plural == "services" {
-                        crate::services::Allocations { store }
-                            .release_held(&obj, None)
-                            .await;
+                        crate::services::Allocations {
+                            store,
+                            range: ctx.server.service_range,
+                        }
+                        .release_held(&obj, None)
+                        .await;
                     }
                     let mut value = obj;
                     return Ok(CachedObject::from_value(key, &mut value, revision));

@@ -1,6 +1,7 @@
 //! The generic resource handlers: one implementation of each verb for every resource, driven by
 //! the resource table.
 
+mod access;
 mod auth;
 mod body;
 mod delete;
@@ -124,6 +125,9 @@ pub(crate) async fn resource(
         }
         (Verb::Create, None) if auth::is(&ctx, "authentication.k8s.io", "tokenreviews") => {
             auth::token_review(ctx).await
+        }
+        (Verb::Create, None) if ctx.resource.group == "authorization.k8s.io" => {
+            access::review(ctx).await
         }
         (Verb::Create, None) if auth::is(&ctx, "authentication.k8s.io", "selfsubjectreviews") => {
             auth::self_subject_review(ctx).await

@@ -117,6 +117,7 @@ async fn create_object(
     let name = objects::prepare_create(&mut obj, &kind)?;
     crate::defaults::apply(&ctx.resource, &mut obj);
     let warnings = validate::check(&ctx.resource, &mut obj, validation, &name)?;
+    crate::authz::admit(ctx.server, &ctx.req, &ctx.resource, &obj).await?;
     if tracking == Tracking::Update {
         let manager = field_manager(&ctx)?;
         let now = objects::now_rfc3339();
@@ -144,6 +145,7 @@ async fn create_object(
     }
     let allocations = services::Allocations {
         store: &*ctx.server.store,
+        range: ctx.server.service_range,
     };
     let is_service = is_service(&ctx);
     let taken = if is_service {
@@ -233,6 +235,7 @@ async fn guaranteed_update(
         }
         crate::defaults::apply(&ctx.resource, &mut new);
         let warnings = validate::check(&ctx.resource, &mut new, validation, ctx.name())?;
+        crate::authz::admit(ctx.server, &ctx.req, &ctx.resource, &new).await?;
         if tracking == Tracking::Update {
             let now = objects::now_rfc3339();
             let writer = managed_fields::Writer {
@@ -281,6 +284,7 @@ async fn guaranteed_update(
         }
         let allocations = services::Allocations {
             store: &*ctx.server.store,
+            range: ctx.server.service_range,
         };
         let taken = if is_service(ctx) {
             let owner = format!(

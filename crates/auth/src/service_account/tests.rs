@@ -221,3 +221,59 @@ fn user_names() {
         assert_eq!(split_user_name(name), want, "{name}");
     }
 }
+
+#[test]
+fn legacy_tokens_verify_without_expiry_or_audience() {
+    let ec = Signer::from_pem(EC_KEY).expect("ec signer");
+    let v = verifier(&[EC_PUB]);
+    let claims = legacy::LegacyClaims::new("ns", "builder", "sa-uid", "builder-token");
+    let token = ec.sign_legacy(&claims).expect("sign");
+    // Long after any bound token would have expired.
+    let got = v.verify_any(&token, NOW * 2, None).expect("legacy token");
+    assert_eq!(got, Verified::Legacy(claims.clone()));
+    let user = claims.user();
+    assert_eq!(user.name, "system:serviceaccount:ns:builder");
+    assert_eq!(user.uid, "sa-uid");
+    assert_eq!(
+        user.groups,
+        ["system:serviceaccounts", "system:serviceaccounts:ns"]
+    );
+    // A TokenReview for the server's audience accepts it, for another one does not.
+    assert!(v.verify_any(&token, NOW, Some(&["api".into()])).is_ok());
+    assert!(matches!(
+        v.verify_any(&token, NOW, Some(&["vault".into()])),
+        Err(TokenError::Audience { .. })
+    ));
+    // The plain verifier of bound tokens does not take it.
+    assert!(v.verify(&token, NOW, None).is_err());
+    // Signed by another key.
+    assert!(verifier(&[EC2_PUB]).verify_any(&token, NOW, None).is_err());
+}
+
+#[test]
+fn legacy_claims_must_agree() {
+    let ec = Signer::from_pem(EC_KEY).expect("ec signer");
+    let v = verifier(&[EC_PUB]);
+    let good = legacy::LegacyClaims::new("ns", "builder", "sa-uid", "builder-token");
+    let mut other_sub = good.clone();
+    other_sub.sub = "system:serviceaccount:ns:admin".into();
+    let mut no_secret = good.clone();
+    no_secret.secret_name = String::new();
+    for (case, claims) in [("subject", other_sub), ("secret", no_secret)] {
+        let token = ec.sign_legacy(&claims).expect("sign");
+        assert!(
+            matches!(
+                v.verify_any(&token, NOW, None),
+                Err(TokenError::Malformed(_))
+            ),
+            "{case}"
+        );
+    }
+    // Bound tokens still go through verify_any unchanged.
+    let bound = Claims::new(spec(None));
+    let token = ec.sign(&bound).expect("sign");
+    assert_eq!(
+        v.verify_any(&token, NOW, None).expect("bound"),
+        Verified::Bound(bound)
+    );
+}

@@ -1,7 +1,8 @@
 //! The DaemonSet decisions, after upstream's `daemon` controller: which nodes should run the
 //! daemon pod (nodeSelector, required node affinity, taints against the template's
 //! tolerations plus the ones upstream adds to every daemon pod), and per node what to create or
-//! delete, including RollingUpdate within maxUnavailable. Pure.
+//! delete, including RollingUpdate within maxUnavailable or, with maxSurge, by starting the new
+//! pod next to the old one and deleting the old one once the new one is available. Pure.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, Pod, PodSpec, Ta
 use crate::pods;
 
 /// Label: the template revision a daemon pod was made from.
-pub const REVISION_HASH: &str = "controller-revision-hash";
+pub use crate::revisions::REVISION_HASH;
 
 /// Tolerations upstream adds to every daemon pod, so daemons run on nodes that are not ready,
 /// unreachable, under pressure or cordoned.
@@ -163,16 +164,26 @@ pub struct Plan {
     pub updated: i32,
 }
 
+/// A rolling update's bounds, resolved against the number of eligible nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rolling {
+    /// Nodes that may be without an available daemon at once.
+    pub max_unavailable: i32,
+    /// Nodes that may run an old and a new pod at once (0: no surge).
+    pub max_surge: i32,
+}
+
 /// Decides one sync: `eligible` nodes (by name), the daemon's pods, the current
-/// template hash, maxUnavailable for rolling updates (`None`: OnDelete).
+/// template hash, the rolling update's bounds (`None`: OnDelete).
 pub fn plan(
     eligible: &[String],
     daemon_pods: &[Arc<Pod>],
     hash: &str,
-    max_unavailable: Option<i32>,
+    rolling: Option<Rolling>,
     min_ready_seconds: i64,
     now: i64,
 ) -> Plan {
+    let surge = rolling.map_or(0, |r| r.max_surge);
     let mut by_node: BTreeMap<String, Vec<&Arc<Pod>>> = BTreeMap::new();
     for p in daemon_pods.iter().filter(|p| !pods::is_terminating(p)) {
         if let Some(n) = node_of(p) {
@@ -194,6 +205,9 @@ pub fn plan(
     };
     let mut old_on: Vec<(&Arc<Pod>, bool)> = Vec::new();
     let mut unavailable = 0;
+    // With surge: nodes whose old pod waits for its new one, and nodes that could start one.
+    let mut surging = 0;
+    let mut surge_candidates: Vec<&String> = Vec::new();
     for node in eligible {
         let mut here: Vec<&Arc<Pod>> = by_node.remove(node).unwrap_or_default();
         // Failed daemon pods are replaced.
@@ -206,9 +220,36 @@ pub fn plan(
             unavailable += 1;
             continue;
         }
-        // One pod per node: the oldest stays.
         live.sort_by_key(|p| p.metadata.creation_timestamp.clone());
-        plan.delete.extend(live.iter().skip(1).map(|p| name(p)));
+        if surge > 0 {
+            // One old and one new pod per node at most: the oldest of each stays.
+            let (new, old): (Vec<&Arc<Pod>>, Vec<&Arc<Pod>>) =
+                live.iter().copied().partition(|p| is_new(p));
+            plan.delete.extend(new.iter().skip(1).map(|p| name(p)));
+            plan.delete.extend(old.iter().skip(1).map(|p| name(p)));
+            match (old.first(), new.first()) {
+                (Some(o), None) if !pods::is_available(o, min_ready_seconds, now) => {
+                    plan.create_on.push(node.clone());
+                }
+                (Some(_), None) => surge_candidates.push(node),
+                (Some(o), Some(n)) => {
+                    if pods::is_available(n, min_ready_seconds, now) {
+                        plan.delete.push(name(o));
+                    } else {
+                        surging += 1;
+                    }
+                }
+                _ => {}
+            }
+            live = old
+                .into_iter()
+                .take(1)
+                .chain(new.into_iter().take(1))
+                .collect();
+        } else {
+            // One pod per node: the oldest stays.
+            plan.delete.extend(live.iter().skip(1).map(|p| name(p)));
+        }
         let p = live[0];
         plan.current += 1;
         let available = pods::is_available(p, min_ready_seconds, now);
@@ -222,7 +263,7 @@ pub fn plan(
         }
         if is_new(p) {
             plan.updated += 1;
-        } else {
+        } else if surge == 0 {
             old_on.push((p, available));
         }
     }
@@ -231,8 +272,15 @@ pub fn plan(
         plan.misscheduled += i32::try_from(here.len()).unwrap_or(0);
         plan.delete.extend(here.iter().map(|p| name(p)));
     }
+    let budget = usize::try_from(surge - surging).unwrap_or(0);
+    plan.create_on
+        .extend(surge_candidates.into_iter().take(budget).cloned());
     // Rolling update: unavailable old pods go at once, available ones within maxUnavailable.
-    if let Some(max) = max_unavailable {
+    if let Some(Rolling {
+        max_unavailable: max,
+        max_surge: 0,
+    }) = rolling
+    {
         let mut budget = max - unavailable;
         for (p, available) in old_on {
             if !available {
@@ -341,22 +389,60 @@ mod tests {
             daemon("pb", "b", "v1", Some(0)),
             daemon("px", "gone", "v1", Some(0)),
         ];
-        let p = plan(&nodes, &pods, "v1", Some(1), 0, 100);
+        let one = Some(Rolling {
+            max_unavailable: 1,
+            max_surge: 0,
+        });
+        let p = plan(&nodes, &pods, "v1", one, 0, 100);
         assert_eq!(p.create_on, vec!["c".to_string()]);
         assert_eq!(p.delete, vec!["px".to_string()]);
         assert_eq!((p.desired, p.current, p.ready, p.updated), (3, 2, 2, 2));
 
         // New template: with c unavailable (no pod), maxUnavailable 1 allows no more.
-        let p = plan(&nodes, &pods[..2], "v2", Some(1), 0, 100);
+        let p = plan(&nodes, &pods[..2], "v2", one, 0, 100);
         assert!(p.delete.is_empty());
         let all = vec![
             daemon("pa", "a", "v1", Some(0)),
             daemon("pb", "b", "v1", Some(0)),
             daemon("pc", "c", "v2", Some(0)),
         ];
-        let p = plan(&nodes, &all, "v2", Some(1), 0, 100);
+        let p = plan(&nodes, &all, "v2", one, 0, 100);
         assert_eq!(p.delete, vec!["pa".to_string()]);
         // OnDelete: nothing is replaced.
         assert!(plan(&nodes, &all, "v2", None, 0, 100).delete.is_empty());
+    }
+
+    #[test]
+    fn max_surge_starts_new_pods_before_old_ones_go() {
+        let nodes: Vec<String> = vec!["a".into(), "b".into(), "c".into()];
+        let surge = Some(Rolling {
+            max_unavailable: 0,
+            max_surge: 1,
+        });
+        let old = |n: &str| daemon(&format!("old-{n}"), n, "v1", Some(0));
+        // Nothing surging yet: one node gets a new pod next to its old one.
+        let pods = vec![old("a"), old("b"), old("c")];
+        let p = plan(&nodes, &pods, "v2", surge, 0, 100);
+        assert_eq!(p.create_on, vec!["a".to_string()]);
+        assert!(p.delete.is_empty());
+        // a's new pod is not available yet: no more surge, nothing deleted.
+        let mut pods = pods;
+        pods.push(daemon("new-a", "a", "v2", None));
+        let p = plan(&nodes, &pods, "v2", surge, 0, 100);
+        assert!(p.create_on.is_empty() && p.delete.is_empty(), "{p:?}");
+        assert_eq!((p.current, p.updated, p.available), (3, 0, 3));
+        // Available: the old pod goes, and the next node surges.
+        pods[3] = daemon("new-a", "a", "v2", Some(50));
+        let p = plan(&nodes, &pods, "v2", surge, 0, 100);
+        assert_eq!(p.delete, vec!["old-a".to_string()]);
+        assert_eq!(p.create_on, vec!["b".to_string()]);
+        // An old pod that is not available is replaced at once, outside the surge budget.
+        let pods = vec![
+            old("a"),
+            daemon("old-b", "b", "v1", None),
+            daemon("new-c", "c", "v2", Some(0)),
+        ];
+        let p = plan(&nodes, &pods, "v2", surge, 0, 100);
+        assert_eq!(p.create_on, vec!["b".to_string(), "a".to_string()]);
     }
 }

@@ -1,6 +1,7 @@
 //! The DaemonSet controller: one pod per eligible node (placed by the scheduler through a
 //! required node affinity on the node's name, as upstream does), the automatic daemon
-//! tolerations, RollingUpdate within maxUnavailable or OnDelete, and status for
+//! tolerations, RollingUpdate within maxUnavailable or with maxSurge, or OnDelete, revisions
+//! as ControllerRevisions `<daemonset>-<hash>` (`kubectl rollout history|undo`), and status for
 //! `kubectl rollout status`. [`decide`] holds the decisions.
 
 pub mod decide;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
 };
@@ -21,10 +22,11 @@ use kube::{Api, ResourceExt};
 use rudder_machinery::LabelSelector;
 use serde_json::json;
 
-use self::decide::REVISION_HASH;
+use self::decide::{REVISION_HASH, Rolling};
 use crate::context::run_controller;
 use crate::events::{NORMAL, Recorder, WARNING};
 use crate::informer::{Informer, own_triggers};
+use crate::revisions;
 use crate::{Context, Result, pods};
 
 const COMPONENT: &str = "daemonset-controller";
@@ -32,6 +34,7 @@ const COMPONENT: &str = "daemonset-controller";
 struct State {
     ctx: Context,
     nodes: Informer<Node>,
+    revisions: Informer<ControllerRevision>,
     recorder: Recorder,
 }
 
@@ -39,6 +42,8 @@ struct State {
 pub async fn run(ctx: Context) -> Result<()> {
     let daemonsets: Informer<DaemonSet> = Informer::start(&ctx.client, "daemonsets", ctx.stopped());
     let nodes: Informer<Node> = Informer::start(&ctx.client, "nodes", ctx.stopped());
+    let revisions: Informer<ControllerRevision> =
+        Informer::start(&ctx.client, "controllerrevisions", ctx.stopped());
     let pod_triggers =
         ctx.pods.triggers(
             daemonsets.store.clone(),
@@ -63,6 +68,7 @@ pub async fn run(ctx: Context) -> Result<()> {
     let state = Arc::new(State {
         recorder: ctx.recorder(COMPONENT),
         nodes,
+        revisions,
         ctx: ctx.clone(),
     });
     run_controller(
@@ -121,6 +127,49 @@ fn daemon_pod(ds: &DaemonSet, uid: &str, hash: &str, node: &str) -> Pod {
     pod
 }
 
+/// Keeps the DaemonSet's ControllerRevisions: the current template's (renumbered on a
+/// rollback), and unused ones within `revisionHistoryLimit`.
+async fn sync_revisions(
+    state: &State,
+    ds: &DaemonSet,
+    uid: &str,
+    hash: &str,
+    daemon_pods: &[Arc<Pod>],
+) -> Result<()> {
+    let ns = ds.namespace().unwrap_or_default();
+    let name = ds.name_any();
+    let owned = revisions::owned_by(&state.revisions.store.state(), &ns, uid);
+    let in_use = daemon_pods
+        .iter()
+        .filter_map(|p| p.labels().get(REVISION_HASH))
+        .map(|h| format!("{name}-{h}"))
+        .collect();
+    let mut annotations = ds.metadata.annotations.clone().unwrap_or_default();
+    annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    let owner = revisions::Owner {
+        kind: "DaemonSet",
+        namespace: &ns,
+        name: &name,
+        uid,
+        labels: ds
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default(),
+        annotations,
+        template: &ds.spec.template,
+        hash,
+        history_limit: ds
+            .spec
+            .revision_history_limit
+            .unwrap_or(revisions::DEFAULT_HISTORY_LIMIT),
+    };
+    revisions::sync(&state.ctx.client, &owner, &owned, &in_use).await?;
+    Ok(())
+}
+
 async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action> {
     let ctx = &state.ctx;
     let ns = ds.namespace().unwrap_or_default();
@@ -158,25 +207,29 @@ async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action> {
         &ds.spec.template,
         ds.status.as_ref().and_then(|s| s.collision_count),
     );
+    sync_revisions(&state, &ds, &uid, &hash, &daemon_pods).await?;
     let strategy = ds.spec.update_strategy.clone().unwrap_or_default();
     let desired = i32::try_from(eligible.len()).unwrap_or(i32::MAX);
-    let max_unavailable = (strategy.type_.as_deref() != Some("OnDelete")).then(|| {
-        let v = strategy
-            .rolling_update
-            .and_then(|r| r.max_unavailable)
-            .unwrap_or(IntOrString::Int(1));
-        crate::deployment::decide::scaled_value(&v, desired, true).max(1)
+    let rolling = (strategy.type_.as_deref() != Some("OnDelete")).then(|| {
+        let r = strategy.rolling_update.unwrap_or_default();
+        let scaled = |v: Option<IntOrString>, default: i32| {
+            let v = v.unwrap_or(IntOrString::Int(default));
+            crate::deployment::decide::scaled_value(&v, desired, true).max(0)
+        };
+        let (unavailable, surge) = (scaled(r.max_unavailable, 1), scaled(r.max_surge, 0));
+        // Both zero would never progress; upstream then allows one unavailable.
+        Rolling {
+            max_unavailable: if unavailable == 0 && surge == 0 {
+                1
+            } else {
+                unavailable
+            },
+            max_surge: surge,
+        }
     });
     let min_ready = ds.spec.min_ready_seconds.map_or(0, i64::from);
     let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    let plan = decide::plan(
-        &eligible,
-        &daemon_pods,
-        &hash,
-        max_unavailable,
-        min_ready,
-        now,
-    );
+    let plan = decide::plan(&eligible, &daemon_pods, &hash, rolling, min_ready, now);
 
     let manage = ctx.expectations.satisfied(
         &key,

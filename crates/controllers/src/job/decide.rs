@@ -29,6 +29,9 @@ pub enum FailureVerdict {
     Ignore,
     /// Fails the Job at once (`FailJob`), with upstream's message.
     FailJob(String),
+    /// Fails the pod's index for good (`FailIndex`, Indexed Jobs with `backoffLimitPerIndex`);
+    /// counts toward the limits.
+    FailIndex,
 }
 
 /// Evaluates the podFailurePolicy rules in order for a failed pod.
@@ -94,6 +97,7 @@ pub fn failure_verdict(policy: Option<&PodFailurePolicy>, pod: &Pod) -> FailureV
             return match rule.action.as_str() {
                 "FailJob" => FailureVerdict::FailJob(message),
                 "Ignore" => FailureVerdict::Ignore,
+                "FailIndex" => FailureVerdict::FailIndex,
                 _ => FailureVerdict::Count,
             };
         }
@@ -110,6 +114,10 @@ pub struct Spec {
     pub indexed: bool,
     pub active_deadline: Option<i64>,
     pub suspended: bool,
+    /// `backoffLimitPerIndex` (Indexed Jobs).
+    pub backoff_limit_per_index: Option<i32>,
+    /// `maxFailedIndexes` (with `backoffLimitPerIndex`).
+    pub max_failed_indexes: Option<i32>,
 }
 
 /// Why a Job failed.
@@ -172,12 +180,13 @@ pub fn want_active(spec: &Spec, succeeded: i32) -> i32 {
     }
 }
 
-/// The indexes to start now (Indexed): not completed, not running, lowest first, up to
-/// parallelism.
+/// The indexes to start now (Indexed): not completed, not running, not in `skip` (failed for
+/// good or backing off), lowest first, up to parallelism.
 pub fn indexes_to_start(
     spec: &Spec,
     completed: &BTreeSet<i32>,
     running: &BTreeSet<i32>,
+    skip: &BTreeSet<i32>,
 ) -> Vec<i32> {
     if spec.suspended {
         return vec![];
@@ -186,7 +195,7 @@ pub fn indexes_to_start(
         .unwrap_or(0)
         .saturating_sub(running.len());
     (0..spec.completions.unwrap_or(0))
-        .filter(|i| !completed.contains(i) && !running.contains(i))
+        .filter(|i| !completed.contains(i) && !running.contains(i) && !skip.contains(i))
         .take(room)
         .collect()
 }
@@ -270,7 +279,12 @@ mod tests {
         s.indexed = true;
         let done: BTreeSet<i32> = [0, 2].into();
         let running: BTreeSet<i32> = [1].into();
-        assert_eq!(indexes_to_start(&s, &done, &running), vec![3]);
+        assert_eq!(
+            indexes_to_start(&s, &done, &running, &BTreeSet::new()),
+            vec![3]
+        );
+        let skip: BTreeSet<i32> = [3].into();
+        assert_eq!(indexes_to_start(&s, &done, &running, &skip), vec![4]);
         assert!(!complete(&s, 0, &done, 1));
         assert!(complete(&s, 0, &(0..5).collect(), 0));
     }
@@ -342,6 +356,13 @@ mod tests {
             rules: vec![rule("Ignore", "NotIn", vec![1])],
         };
         assert_eq!(failure_verdict(Some(&ignore), &p), FailureVerdict::Ignore);
+        let fail_index = PodFailurePolicy {
+            rules: vec![rule("FailIndex", "In", vec![42])],
+        };
+        assert_eq!(
+            failure_verdict(Some(&fail_index), &p),
+            FailureVerdict::FailIndex
+        );
         assert_eq!(failure_verdict(None, &p), FailureVerdict::Count);
     }
 }

@@ -1,11 +1,14 @@
 //! The Job controller: runs pods to completion (NonIndexed or Indexed), counts finished pods
 //! through `status.uncountedTerminatedPods` and the `batch.kubernetes.io/job-tracking` pod
-//! finalizer, fails on backoffLimit, activeDeadlineSeconds or a podFailurePolicy rule, suspends,
-//! sets the Complete/Failed conditions (after SuccessCriteriaMet/FailureTarget, as upstream) and
-//! deletes finished Jobs after `ttlSecondsAfterFinished` (upstream's TTL-after-finished
-//! controller, folded in here). [`decide`] holds the decisions.
+//! finalizer, fails on backoffLimit, activeDeadlineSeconds, a podFailurePolicy rule or failed
+//! indexes (`backoffLimitPerIndex`, `maxFailedIndexes`), succeeds by completions or a
+//! `successPolicy`, holds replacements for failed pods back by the pod-failure back-off,
+//! suspends, sets the Complete/Failed conditions (after SuccessCriteriaMet/FailureTarget, as
+//! upstream) and deletes finished Jobs after `ttlSecondsAfterFinished` (upstream's
+//! TTL-after-finished controller, folded in here). [`decide`] and [`policy`] hold the decisions.
 
 pub mod decide;
+pub mod policy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -124,7 +127,81 @@ fn spec_of(job: &Job) -> Spec {
         indexed: s.completion_mode.as_deref() == Some("Indexed"),
         active_deadline: s.active_deadline_seconds,
         suspended: s.suspend.unwrap_or(false),
+        backoff_limit_per_index: s.backoff_limit_per_index,
+        max_failed_indexes: s.max_failed_indexes,
     }
+}
+
+/// What the failed and succeeded pods say about retrying: the global back-off (seconds left),
+/// and for `backoffLimitPerIndex` the failed indexes, the indexes backing off (seconds left)
+/// and each index's failure count.
+#[derive(Default)]
+struct Retries {
+    backoff_left: i64,
+    per_index: bool,
+    failed_indexes: BTreeSet<i32>,
+    backing_off: BTreeMap<i32, i64>,
+    index_failures: BTreeMap<i32, i32>,
+}
+
+fn retries(
+    job: &Job,
+    spec: &Spec,
+    mine: &[Arc<Pod>],
+    completed: &BTreeSet<i32>,
+    now: i64,
+) -> Retries {
+    let rules = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_failure_policy.as_ref());
+    let finished =
+        |ph: &str| -> Vec<&Arc<Pod>> { mine.iter().filter(|p| phase(p) == ph).collect() };
+    let verdicts: Vec<(&Arc<Pod>, FailureVerdict)> = finished("Failed")
+        .into_iter()
+        .map(|p| (p, decide::failure_verdict(rules, p)))
+        .collect();
+    let mut r = Retries::default();
+    if let (true, Some(limit)) = (spec.indexed, spec.backoff_limit_per_index) {
+        let failed: Vec<policy::FailedPod> = verdicts
+            .iter()
+            .filter_map(|(p, v)| {
+                Some(policy::FailedPod {
+                    index: decide::pod_index(p)?,
+                    prior_failures: policy::index_failure_count(p),
+                    counts: *v != FailureVerdict::Ignore,
+                    fail_index: *v == FailureVerdict::FailIndex,
+                    finished: policy::finished_time(p),
+                })
+            })
+            .collect();
+        let recorded = job
+            .status
+            .as_ref()
+            .and_then(|s| s.failed_indexes.as_deref())
+            .unwrap_or("");
+        let mut gone = policy::failed_indexes(recorded, &failed, limit);
+        gone.retain(|i| !completed.contains(i));
+        r.backing_off = policy::indexes_backing_off(&failed, &gone, now);
+        r.index_failures = policy::index_failures(&failed)
+            .into_iter()
+            .map(|(i, (n, _))| (i, n))
+            .collect();
+        r.failed_indexes = gone;
+        r.per_index = true;
+        return r;
+    }
+    let ok: Vec<i64> = finished("Succeeded")
+        .into_iter()
+        .map(|p| policy::finished_time(p))
+        .collect();
+    let failed: Vec<i64> = verdicts
+        .iter()
+        .filter(|(_, v)| *v != FailureVerdict::Ignore)
+        .map(|(p, _)| policy::finished_time(p))
+        .collect();
+    r.backoff_left = policy::backoff_remaining(&ok, &failed, now);
+    r
 }
 
 fn phase(p: &Pod) -> &str {
@@ -243,7 +320,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
                 p,
             ) {
                 FailureVerdict::Ignore => {}
-                FailureVerdict::Count => u_failed.push(pod_uid),
+                FailureVerdict::Count | FailureVerdict::FailIndex => u_failed.push(pod_uid),
                 FailureVerdict::FailJob(m) => {
                     u_failed.push(pod_uid);
                     fail_job.get_or_insert(m);
@@ -306,6 +383,11 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
     if spec.indexed {
         status.completed_indexes = Some(decide::format_indexes(&completed));
     }
+    let retry = retries(&job, &spec, &mine, &completed, now);
+    if retry.per_index {
+        status.failed_indexes = Some(decide::format_indexes(&retry.failed_indexes));
+    }
+    let mut wake: Option<i64> = None;
 
     let active: Vec<&Arc<Pod>> = mine.iter().filter(|p| pods::is_active(p)).collect();
     let mut conds = status.conditions.clone().unwrap_or_default();
@@ -316,7 +398,23 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
     let started = status.start_time.as_ref().map(|t| t.0.as_second());
 
     if !finished {
-        let verdict = decide::failure(&spec, failed, fail_job.as_deref(), started, now);
+        let verdict =
+            decide::failure(&spec, failed, fail_job.as_deref(), started, now).or_else(|| {
+                retry.per_index.then(|| {
+                    policy::index_failure(
+                        spec.completions.unwrap_or(0),
+                        spec.max_failed_indexes,
+                        &retry.failed_indexes,
+                        &completed,
+                    )
+                })?
+            });
+        let success_rule = job
+            .spec
+            .as_ref()
+            .and_then(|s| s.success_policy.as_ref())
+            .filter(|_| spec.indexed)
+            .and_then(|p| policy::success_rule(p, &completed));
         if let Some(f) = verdict {
             delete_pods(&state, &job, &pods_api, &active).await?;
             conds.push(condition("FailureTarget", f.reason, &f.message, now_ts));
@@ -324,6 +422,22 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
             state
                 .recorder
                 .record(job.as_ref(), WARNING, f.reason, f.message.clone())
+                .await;
+        } else if let Some(rule) = success_rule {
+            // The rest of the pods are no longer needed.
+            delete_pods(&state, &job, &pods_api, &active).await?;
+            let message = format!("Matched rules at index {rule}");
+            conds.push(condition(
+                "SuccessCriteriaMet",
+                "SuccessPolicy",
+                &message,
+                now_ts,
+            ));
+            conds.push(condition("Complete", "SuccessPolicy", &message, now_ts));
+            status.completion_time = Some(Time(now_ts));
+            state
+                .recorder
+                .record(job.as_ref(), NORMAL, "Completed", "Job completed".into())
                 .await;
         } else if decide::complete(&spec, succeeded, &completed, active.len()) {
             conds.push(condition(
@@ -350,8 +464,9 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
                 |u| active.iter().any(|p| p.metadata.uid.as_deref() == Some(u)),
             );
             if pending_ok {
-                manage(
+                wake = manage(
                     &state, &job, &uid, &spec, succeeded, &completed, &active, &pods_api, &key,
+                    &retry,
                 )
                 .await?;
             }
@@ -396,11 +511,12 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
     }
     if let (Some(d), Some(s)) = (spec.active_deadline, started) {
         let left = (s + d - now).max(1);
-        return Ok(Action::requeue(Duration::from_secs(
-            u64::try_from(left).unwrap_or(1),
-        )));
+        wake = Some(wake.map_or(left, |w| w.min(left)));
     }
-    Ok(Action::await_change())
+    // A pod whose start waits for its back-off, or the deadline.
+    Ok(wake.map_or_else(Action::await_change, |left| {
+        Action::requeue(Duration::from_secs(u64::try_from(left.max(1)).unwrap_or(1)))
+    }))
 }
 
 fn set_suspended(conds: &mut Vec<JobCondition>, suspended: bool, now: Timestamp) {
@@ -431,15 +547,26 @@ async fn manage(
     active: &[&Arc<Pod>],
     api: &Api<Pod>,
     key: &str,
-) -> Result<()> {
+    retry: &Retries,
+) -> Result<Option<i64>> {
     let mut to_create: Vec<Option<i32>> = Vec::new();
+    // Seconds until a pod held back by its back-off may start.
+    let mut wake = None;
     let mut to_delete: Vec<&Arc<Pod>> = Vec::new();
     if spec.indexed {
         let running: BTreeSet<i32> = active.iter().filter_map(|p| decide::pod_index(p)).collect();
-        to_create = decide::indexes_to_start(spec, completed, &running)
+        let mut skip = retry.failed_indexes.clone();
+        skip.extend(retry.backing_off.keys());
+        to_create = decide::indexes_to_start(spec, completed, &running, &skip)
             .into_iter()
             .map(Some)
             .collect();
+        let held = decide::indexes_to_start(spec, completed, &running, &retry.failed_indexes);
+        wake = held
+            .iter()
+            .filter_map(|i| retry.backing_off.get(i))
+            .min()
+            .copied();
         if spec.suspended {
             to_delete = active.to_vec();
         }
@@ -453,9 +580,20 @@ async fn manage(
             to_delete = victims.into_iter().take(active.len() - want).collect();
         }
     }
+    if retry.backoff_left > 0 && !to_create.is_empty() {
+        to_create.clear();
+        wake = Some(retry.backoff_left);
+    }
     let mut created = Vec::new();
     for index in to_create {
-        let pod = job_pod(job, uid, index);
+        let mut pod = job_pod(job, uid, index);
+        if let (true, Some(i)) = (retry.per_index, index) {
+            let n = retry.index_failures.get(&i).copied().unwrap_or(0);
+            pod.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(policy::INDEX_FAILURE_COUNT.into(), n.to_string());
+        }
         match api.create(&PostParams::default(), &pod).await {
             Ok(p) => {
                 let n = p.name_any();
@@ -476,7 +614,8 @@ async fn manage(
         }
     }
     state.ctx.expectations.expect(key, created, vec![]);
-    delete_pods(state, job, api, &to_delete).await
+    delete_pods(state, job, api, &to_delete).await?;
+    Ok(wake)
 }
 
 async fn delete_pods(

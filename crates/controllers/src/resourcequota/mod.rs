@@ -1,9 +1,11 @@
 //! The ResourceQuota controller: keeps `status.hard` and `status.used` of every quota in step
 //! with its namespace (pods and services from the shared caches, other kinds counted through
-//! the API), on changes of pods and services and every 30 s for the rest. Quota scopes and
-//! scope selectors are not evaluated yet. [`decide`] computes usage.
+//! the API), on changes of pods and services and every 30 s for the rest. A quota with scopes
+//! or a scope selector counts only the pods [`scopes`] says it tracks. [`decide`] computes
+//! usage.
 
 pub mod decide;
+pub mod scopes;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -72,7 +74,9 @@ async fn reconcile(quota: Arc<ResourceQuota>, ctx: Arc<Context>) -> Result<Actio
         .and_then(|s| s.hard.clone())
         .unwrap_or_default();
     let keys: Vec<String> = hard.keys().cloned().collect();
-    let pods: Vec<Arc<Pod>> = ctx.pods_in(&ns);
+    let quota_spec = quota.spec.clone().unwrap_or_default();
+    let mut pods: Vec<Arc<Pod>> = ctx.pods_in(&ns);
+    pods.retain(|p| scopes::tracks(&quota_spec, p));
     let services: Vec<Arc<Service>> = ctx
         .services
         .store

@@ -2,7 +2,10 @@
 //! for ordinals `0..replicas`, created in order and one at a time under OrderedReady (each
 //! waits for its predecessors to be running and ready) or all at once under Parallel; surplus
 //! ordinals deleted from the highest; failed pods replaced; RollingUpdate from the highest
-//! ordinal down to the partition, one pod at a time once all are healthy. Pure.
+//! ordinal down to the partition, up to `maxUnavailable` pods at a time; ordinals from
+//! `ordinals.start`; which owners a pod's claims carry under the PVC retention policy. Pure.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// What the decision knows of the pod at one ordinal.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -20,6 +23,10 @@ pub struct Slot {
 #[derive(Clone, Debug, Default)]
 pub struct Spec {
     pub replicas: i32,
+    /// `ordinals.start`: the first ordinal.
+    pub start: i32,
+    /// `rollingUpdate.maxUnavailable`, resolved against replicas (at least 1).
+    pub max_unavailable: i32,
     pub parallel: bool,
     /// RollingUpdate partition; `None` for OnDelete.
     pub partition: Option<i32>,
@@ -36,10 +43,16 @@ pub struct Plan {
     pub delete: Vec<String>,
 }
 
-/// The revision a new pod at `ordinal` gets: below the partition the current one.
+/// The ordinals the set should have.
+pub fn ordinals(spec: &Spec) -> std::ops::Range<i32> {
+    spec.start..spec.start.saturating_add(spec.replicas.max(0))
+}
+
+/// The revision a new pod at `ordinal` gets: below the partition (counted from the first
+/// ordinal) the current one.
 pub fn revision_for(spec: &Spec, ordinal: i32) -> String {
     match spec.partition {
-        Some(p) if ordinal < p => spec.current_revision.clone(),
+        Some(p) if ordinal < spec.start.saturating_add(p) => spec.current_revision.clone(),
         _ => spec.update_revision.clone(),
     }
 }
@@ -49,8 +62,9 @@ pub fn plan(spec: &Spec, pods: &[Slot]) -> Plan {
     let mut plan = Plan::default();
     let at = |o: i32| pods.iter().find(|s| s.ordinal == o);
     let any_terminating = pods.iter().any(|s| s.terminating);
-    // Create or replace 0..replicas in order.
-    for o in 0..spec.replicas.max(0) {
+    let wanted = ordinals(spec);
+    // Create or replace the wanted ordinals in order.
+    for o in wanted.clone() {
         match at(o) {
             None => {
                 plan.create.push((o, revision_for(spec, o)));
@@ -71,7 +85,7 @@ pub fn plan(spec: &Spec, pods: &[Slot]) -> Plan {
     // Condemned ordinals go from the highest, one at a time unless Parallel.
     let mut condemned: Vec<&Slot> = pods
         .iter()
-        .filter(|s| s.ordinal >= spec.replicas && !s.terminating)
+        .filter(|s| !wanted.contains(&s.ordinal) && !s.terminating)
         .collect();
     condemned.sort_by_key(|s| std::cmp::Reverse(s.ordinal));
     if !condemned.is_empty() {
@@ -80,33 +94,75 @@ pub fn plan(spec: &Spec, pods: &[Slot]) -> Plan {
         } else if !any_terminating
             && pods
                 .iter()
-                .filter(|s| s.ordinal < spec.replicas)
+                .filter(|s| wanted.contains(&s.ordinal))
                 .all(|s| s.running_ready)
         {
             plan.delete.push(condemned[0].name.clone());
         }
         return plan;
     }
-    // Rolling update: once every pod is healthy, the highest outdated ordinal at or above the
-    // partition goes (and comes back at the update revision).
-    if let Some(partition) = spec.partition
-        && !any_terminating
-        && pods.iter().all(|s| s.running_ready)
-    {
+    // Rolling update: the highest outdated ordinals at or above the partition go (and come
+    // back at the update revision), as many as maxUnavailable allows once the pods there that
+    // are missing, not ready or terminating are counted.
+    if let Some(partition) = spec.partition {
+        let low = spec.start.saturating_add(partition.max(0));
+        let range = low.max(wanted.start)..wanted.end;
+        let unavailable = range
+            .clone()
+            .filter(|o| at(*o).is_none_or(|s| !s.running_ready || s.terminating))
+            .count();
+        let budget = usize::try_from(spec.max_unavailable.max(1))
+            .unwrap_or(1)
+            .saturating_sub(unavailable);
         let mut outdated: Vec<&Slot> = pods
             .iter()
             .filter(|s| {
-                s.ordinal >= partition
-                    && s.ordinal < spec.replicas
-                    && s.revision != spec.update_revision
+                range.contains(&s.ordinal) && !s.terminating && s.revision != spec.update_revision
             })
             .collect();
         outdated.sort_by_key(|s| std::cmp::Reverse(s.ordinal));
-        if let Some(s) = outdated.first() {
-            plan.delete.push(s.name.clone());
-        }
+        plan.delete
+            .extend(outdated.iter().take(budget).map(|s| s.name.clone()));
     }
     plan
+}
+
+/// `persistentVolumeClaimRetentionPolicy`: whether claims go with the set (`whenDeleted`) and
+/// with pods removed by a scale-down (`whenScaled`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// `whenDeleted: Delete`.
+    pub delete_with_set: bool,
+    /// `whenScaled: Delete`.
+    pub delete_when_scaled: bool,
+}
+
+/// The owner references a claim of the pod at `ordinal` should carry, as upstream: the pod
+/// alone when its ordinal was scaled away and claims go with it, else the set when claims go
+/// with it; other owners kept. `None` when `existing` already is right.
+pub fn claim_owners(
+    existing: &[OwnerReference],
+    retention: Retention,
+    set: &OwnerReference,
+    pod: Option<&OwnerReference>,
+    condemned: bool,
+) -> Option<Vec<OwnerReference>> {
+    let ours = |r: &OwnerReference| {
+        r.uid == set.uid || pod.is_some_and(|p| p.uid == r.uid) || r.kind == "Pod"
+    };
+    let mut want: Vec<OwnerReference> = existing.iter().filter(|r| !ours(r)).cloned().collect();
+    match (retention.delete_when_scaled && condemned, pod) {
+        // Owned by the pod alone: the garbage collector deletes a dependent only once all its
+        // owners are gone, so a set owner would keep the claim.
+        (true, Some(p)) => want.push(p.clone()),
+        _ if retention.delete_with_set => want.push(set.clone()),
+        _ => {}
+    }
+    let same = want.len() == existing.len()
+        && want
+            .iter()
+            .all(|w| existing.iter().any(|e| e.uid == w.uid && e.kind == w.kind));
+    (!same).then_some(want)
 }
 
 #[cfg(test)]
@@ -126,6 +182,8 @@ mod tests {
     fn spec(replicas: i32, parallel: bool, partition: Option<i32>) -> Spec {
         Spec {
             replicas,
+            start: 0,
+            max_unavailable: 1,
             parallel,
             partition,
             update_revision: "v2".into(),
@@ -188,5 +246,111 @@ mod tests {
         assert!(plan(&spec(3, false, None), &pods).delete.is_empty());
         // Below the partition, new pods keep the current revision.
         assert_eq!(revision_for(&spec(3, false, Some(2)), 1), "v1");
+    }
+
+    #[test]
+    fn ordinals_start_where_asked() {
+        let mut s = spec(2, true, Some(0));
+        s.start = 5;
+        assert_eq!(
+            plan(&s, &[]).create,
+            vec![(5, "v2".to_string()), (6, "v2".to_string())]
+        );
+        // Ordinals outside start..start+replicas are condemned, below the start too.
+        let pods = [
+            slot(0, true, "v2"),
+            slot(5, true, "v2"),
+            slot(6, true, "v2"),
+            slot(7, true, "v2"),
+        ];
+        assert_eq!(
+            plan(&s, &pods).delete,
+            vec!["web-7".to_string(), "web-0".to_string()]
+        );
+        // The partition counts from the first ordinal.
+        s.partition = Some(1);
+        assert_eq!(revision_for(&s, 5), "v1");
+        assert_eq!(revision_for(&s, 6), "v2");
+    }
+
+    #[test]
+    fn max_unavailable_bounds_the_rolling_update() {
+        let pods: Vec<Slot> = (0..5).map(|o| slot(o, true, "v1")).collect();
+        let mut s = spec(5, true, Some(0));
+        s.max_unavailable = 2;
+        assert_eq!(plan(&s, &pods).delete, vec!["web-4", "web-3"]);
+        // One pod already down: only one more may go.
+        let mut one_down = pods.clone();
+        one_down[4] = Slot {
+            terminating: true,
+            ..slot(4, false, "v1")
+        };
+        assert_eq!(plan(&s, &one_down).delete, vec!["web-3"]);
+        // A missing pod counts as unavailable too.
+        assert_eq!(plan(&s, &pods[..4]).delete, vec!["web-3"]);
+        // Only ordinals at or above the partition count and go.
+        s.partition = Some(3);
+        let mut low_down = pods.clone();
+        low_down[0] = slot(0, false, "v1");
+        assert_eq!(plan(&s, &low_down).delete, vec!["web-4", "web-3"]);
+    }
+
+    fn owner(kind: &str, uid: &str) -> OwnerReference {
+        OwnerReference {
+            api_version: "v1".into(),
+            kind: kind.into(),
+            name: uid.into(),
+            uid: uid.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn claim_owners_follow_the_retention_policy() {
+        let set = owner("StatefulSet", "set");
+        let pod = owner("Pod", "pod");
+        let other = owner("ConfigMap", "other");
+        let r = |delete_with_set, delete_when_scaled| Retention {
+            delete_with_set,
+            delete_when_scaled,
+        };
+        let uids = |v: Option<Vec<OwnerReference>>| {
+            v.map(|v| v.into_iter().map(|o| o.uid).collect::<Vec<_>>())
+        };
+        // (existing, retention, condemned, new owners or None for unchanged)
+        type Case<'a> = (Vec<OwnerReference>, Retention, bool, Option<Vec<&'a str>>);
+        let cases: Vec<Case> = vec![
+            (vec![], r(false, false), false, None),
+            (vec![], r(true, false), false, Some(vec!["set"])),
+            (vec![set.clone()], r(true, false), false, None),
+            (vec![set.clone()], r(false, false), false, Some(vec![])),
+            (vec![], r(false, true), false, None),
+            (vec![], r(false, true), true, Some(vec!["pod"])),
+            (
+                vec![other.clone()],
+                r(true, true),
+                true,
+                Some(vec!["other", "pod"]),
+            ),
+            (vec![set.clone()], r(true, true), true, Some(vec!["pod"])),
+            // Scaled back up: the pod no longer owns the claim.
+            (
+                vec![pod.clone(), set.clone()],
+                r(true, true),
+                false,
+                Some(vec!["set"]),
+            ),
+            (
+                vec![other.clone(), pod.clone()],
+                r(false, false),
+                true,
+                Some(vec!["other"]),
+            ),
+        ];
+        for (existing, retention, condemned, want) in cases {
+            let got = claim_owners(&existing, retention, &set, Some(&pod), condemned);
+            let want = want.map(|v| v.into_iter().map(str::to_owned).collect::<Vec<_>>());
+            assert_eq!(uids(got), want, "{existing:?} {retention:?} {condemned}");
+        }
     }
 }

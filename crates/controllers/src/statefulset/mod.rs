@@ -1,12 +1,14 @@
 //! The StatefulSet controller: pods `<set>-<ordinal>` with stable hostnames (`subdomain` = the
 //! governing Service), PersistentVolumeClaims `<claim>-<set>-<ordinal>` from
-//! `volumeClaimTemplates`, OrderedReady or Parallel pod management, RollingUpdate with a
-//! partition (or OnDelete), and revisions as ControllerRevisions `<set>-<hash>` so
-//! `kubectl rollout status|history|undo` work. [`decide`] holds the decisions.
+//! `volumeClaimTemplates` (owned by the set or a scaled-away pod under the retention policy),
+//! ordinals from `ordinals.start`, OrderedReady or Parallel pod management, RollingUpdate with a
+//! partition and maxUnavailable (or OnDelete), and revisions as ControllerRevisions
+//! `<set>-<hash>` so `kubectl rollout status|history|undo` work. [`decide`] holds the
+//! decisions.
 
 pub mod decide;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +17,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodTemplateSpec, Volume,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
@@ -27,10 +28,10 @@ use self::decide::{Slot, Spec};
 use crate::context::run_controller;
 use crate::events::{NORMAL, Recorder, WARNING};
 use crate::informer::{Informer, own_triggers};
+use crate::revisions::{self, REVISION_HASH};
 use crate::{Context, Result, pods};
 
 const COMPONENT: &str = "statefulset-controller";
-const REVISION_HASH: &str = "controller-revision-hash";
 
 struct State {
     ctx: Context,
@@ -76,15 +77,6 @@ fn ordinal(set: &str, pod: &str) -> Option<i32> {
     pod.strip_prefix(set)?.strip_prefix('-')?.parse().ok()
 }
 
-/// The template a revision holds (`data.spec.template`, as upstream stores it).
-fn revision_template(rev: &ControllerRevision) -> Option<PodTemplateSpec> {
-    let mut t = rev.data.0.pointer("/spec/template")?.clone();
-    if let Some(m) = t.as_object_mut() {
-        m.remove("$patch");
-    }
-    serde_json::from_value(t).ok()
-}
-
 async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
     let ctx = &state.ctx;
     let ns = set.namespace().unwrap_or_default();
@@ -97,57 +89,34 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
     }
     let key = format!("StatefulSet/{ns}/{name}");
 
-    // Revisions: the current template's, created when new.
-    let owned_revisions: Vec<Arc<ControllerRevision>> = state
-        .revisions
-        .store
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|r| pods::controller_ref(&r.metadata).is_some_and(|o| o.uid == uid))
-        .collect();
+    // Revisions: the current template's, created when new, renumbered on a rollback; unused
+    // ones pruned beyond revisionHistoryLimit.
+    let owned_revisions = revisions::owned_by(&state.revisions.store.state(), &ns, &uid);
     let hash = crate::hash::template_hash(
         &set.spec.template,
         set.status.as_ref().and_then(|s| s.collision_count),
     );
-    let update_revision = format!("{name}-{hash}");
-    if !owned_revisions
+    let mine: Vec<Arc<Pod>> = ctx.controlled_pods(&ns, &uid);
+    let mut in_use: BTreeSet<String> = mine
         .iter()
-        .any(|r| r.name_any() == update_revision)
-    {
-        let number = owned_revisions
-            .iter()
-            .filter_map(|r| r.revision)
-            .max()
-            .unwrap_or(0)
-            + 1;
-        let mut template = serde_json::to_value(&set.spec.template)?;
-        template["$patch"] = json!("replace");
-        let mut labels = set.spec.selector.match_labels.clone().unwrap_or_default();
-        labels.insert(REVISION_HASH.into(), hash.clone());
-        let rev = ControllerRevision {
-            metadata: ObjectMeta {
-                name: Some(update_revision.clone()),
-                namespace: Some(ns.clone()),
-                labels: Some(labels),
-                owner_references: Some(vec![pods::new_controller_ref(
-                    "apps/v1",
-                    "StatefulSet",
-                    &name,
-                    &uid,
-                )]),
-                ..Default::default()
-            },
-            data: RawExtension(json!({"spec": {"template": template}})),
-            revision: Some(number),
-        };
-        let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-        match api.create(&PostParams::default(), &rev).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+        .filter_map(|p| p.labels().get(REVISION_HASH).cloned())
+        .collect();
+    in_use.extend(set.status.as_ref().and_then(|s| s.current_revision.clone()));
+    let owner = revisions::Owner {
+        kind: "StatefulSet",
+        namespace: &ns,
+        name: &name,
+        uid: &uid,
+        labels: set.spec.selector.match_labels.clone().unwrap_or_default(),
+        annotations: BTreeMap::new(),
+        template: &set.spec.template,
+        hash: &hash,
+        history_limit: set
+            .spec
+            .revision_history_limit
+            .unwrap_or(revisions::DEFAULT_HISTORY_LIMIT),
+    };
+    let update_revision = revisions::sync(&ctx.client, &owner, &owned_revisions, &in_use).await?;
     let current_revision = set
         .status
         .as_ref()
@@ -160,11 +129,10 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
         owned_revisions
             .iter()
             .find(|r| r.name_any() == rev)
-            .and_then(|r| revision_template(r))
+            .and_then(|r| revisions::template(r))
             .unwrap_or_else(|| set.spec.template.clone())
     };
 
-    let mine: Vec<Arc<Pod>> = ctx.controlled_pods(&ns, &uid);
     let slots: Vec<Slot> = mine
         .iter()
         .filter_map(|p| {
@@ -181,8 +149,23 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
         })
         .collect();
     let strategy = set.spec.update_strategy.clone().unwrap_or_default();
+    let replicas = set.spec.replicas.unwrap_or(1);
+    let max_unavailable = strategy
+        .rolling_update
+        .as_ref()
+        .and_then(|r| r.max_unavailable.as_ref())
+        .map_or(1, |v| {
+            crate::deployment::decide::scaled_value(v, replicas, true).max(1)
+        });
     let spec = Spec {
-        replicas: set.spec.replicas.unwrap_or(1),
+        replicas,
+        start: set
+            .spec
+            .ordinals
+            .as_ref()
+            .and_then(|o| o.start)
+            .unwrap_or(0),
+        max_unavailable,
         parallel: set.spec.pod_management_policy.as_deref() == Some("Parallel"),
         partition: (strategy.type_.as_deref() != Some("OnDelete")).then(|| {
             strategy
@@ -203,6 +186,8 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
     );
     if manage {
         let plan = decide::plan(&spec, &slots);
+        // Before a condemned pod goes, its claims learn whether to go with it.
+        retain_claims(&state, &set, &uid, &spec, &mine).await?;
         let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
         let mut created = Vec::new();
         for (o, rev) in &plan.create {
@@ -359,8 +344,81 @@ fn stateful_pod(
     pod
 }
 
-/// Creates the pod's claims that do not exist yet (`<claim>-<set>-<ordinal>`); they outlive
-/// the pod and the set (upstream's default Retain policy).
+/// The set's `persistentVolumeClaimRetentionPolicy`.
+fn retention(set: &StatefulSet) -> decide::Retention {
+    let policy = set.spec.persistent_volume_claim_retention_policy.as_ref();
+    decide::Retention {
+        delete_with_set: policy.and_then(|p| p.when_deleted.as_deref()) == Some("Delete"),
+        delete_when_scaled: policy.and_then(|p| p.when_scaled.as_deref()) == Some("Delete"),
+    }
+}
+
+/// Sets the owners of the pods' claims by the retention policy (upstream's claim owner
+/// management): the garbage collector then deletes a claim with the set or with its pod.
+async fn retain_claims(
+    state: &State,
+    set: &StatefulSet,
+    uid: &str,
+    spec: &Spec,
+    mine: &[Arc<Pod>],
+) -> Result<()> {
+    let templates = set
+        .spec
+        .volume_claim_templates
+        .as_deref()
+        .unwrap_or_default();
+    if templates.is_empty() {
+        return Ok(());
+    }
+    let ns = set.namespace().unwrap_or_default();
+    let set_name = set.name_any();
+    let set_ref = OwnerReference {
+        controller: None,
+        ..pods::new_controller_ref("apps/v1", "StatefulSet", &set_name, uid)
+    };
+    let wanted = decide::ordinals(spec);
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(state.ctx.client.clone(), &ns);
+    for pod in mine.iter().filter(|p| !pods::is_terminating(p)) {
+        let pod_name = pod.name_any();
+        let Some(o) = ordinal(&set_name, &pod_name) else {
+            continue;
+        };
+        let pod_ref = pod.uid().map(|pod_uid| OwnerReference {
+            controller: None,
+            ..pods::new_controller_ref("v1", "Pod", &pod_name, &pod_uid)
+        });
+        for claim in templates {
+            let claim_name = format!(
+                "{}-{pod_name}",
+                claim.metadata.name.as_deref().unwrap_or_default()
+            );
+            let Some(pvc) = api.get_opt(&claim_name).await? else {
+                continue;
+            };
+            let existing = pvc.metadata.owner_references.clone().unwrap_or_default();
+            let Some(owners) = decide::claim_owners(
+                &existing,
+                retention(set),
+                &set_ref,
+                pod_ref.as_ref(),
+                !wanted.contains(&o),
+            ) else {
+                continue;
+            };
+            // Guarded by resourceVersion: a concurrent change makes this sync retry.
+            let patch = json!({"metadata": {
+                "ownerReferences": owners,
+                "resourceVersion": pvc.metadata.resource_version,
+            }});
+            api.patch(&claim_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates the pod's claims that do not exist yet (`<claim>-<set>-<ordinal>`); whether they
+/// outlive the pod and the set is [`retain_claims`]'s business.
 async fn ensure_claims(state: &State, set: &StatefulSet, ordinal: i32) -> Result<()> {
     let ns = set.namespace().unwrap_or_default();
     let set_name = set.name_any();

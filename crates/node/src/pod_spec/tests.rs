@@ -46,6 +46,7 @@ fn sources() -> EnvSources {
             "sec".into(),
             BTreeMap::from([("pw".into(), "hunter2".into())]),
         )]),
+        ..Default::default()
     }
 }
 
@@ -131,4 +132,39 @@ fn limits_alone_request_the_limit_and_sandbox_uses_the_pod() {
         ("custom", "u")
     );
     assert_eq!(s.labels[labels::POD_NAME], "p");
+}
+
+#[test]
+fn service_variables_yield_to_the_containers_own() {
+    let p = web();
+    let mut c = p.spec.as_ref().expect("spec").containers[0].clone();
+    c.env_from = None;
+    c.env = Some(vec![
+        k8s_openapi::api::core::v1::EnvVar {
+            name: "WEB_SERVICE_HOST".into(),
+            value: Some("overridden".into()),
+            ..Default::default()
+        },
+        k8s_openapi::api::core::v1::EnvVar {
+            name: "URL".into(),
+            value: Some("http://$(WEB_SERVICE_HOST):$(WEB_SERVICE_PORT)".into()),
+            ..Default::default()
+        },
+    ]);
+    let sources = EnvSources {
+        services: vec![
+            ("WEB_SERVICE_HOST".into(), "10.43.0.5".into()),
+            ("WEB_SERVICE_PORT".into(), "80".into()),
+        ],
+        ..Default::default()
+    };
+    let env = environment(&p, &c, &PodContext::default(), &sources).expect("env");
+    assert_eq!(
+        env,
+        vec![
+            ("WEB_SERVICE_HOST".to_owned(), "overridden".to_owned()),
+            ("URL".to_owned(), "http://overridden:80".to_owned()),
+            ("WEB_SERVICE_PORT".to_owned(), "80".to_owned()),
+        ]
+    );
 }

@@ -238,5 +238,35 @@ pub(super) fn env_sources(objects: &crate::volumes::Objects) -> EnvSources {
     EnvSources {
         config_maps: text(&objects.config_maps),
         secrets: text(&objects.secrets),
+        services: Vec::new(),
     }
+}
+
+/// The Service variables of `pod` (`crate::service_env`): the Services of its namespace unless
+/// `enableServiceLinks` is false, and `default/kubernetes`. `None` when they could not be read
+/// (the caller keeps what it had).
+pub(super) async fn service_env(client: &kube::Client, pod: &Pod) -> Option<Vec<(String, String)>> {
+    use k8s_openapi::api::core::v1::Service;
+    let ns = pod.metadata.namespace.clone().unwrap_or_default();
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let mut services = Vec::new();
+    if links {
+        let list = Api::<Service>::namespaced(client.clone(), &ns)
+            .list(&Default::default())
+            .await
+            .ok()?;
+        services.extend(list.items);
+    }
+    if let Some(k) = Api::<Service>::namespaced(client.clone(), "default")
+        .get_opt("kubernetes")
+        .await
+        .ok()?
+    {
+        services.push(k);
+    }
+    Some(crate::service_env::variables(&ns, links, &services))
 }

@@ -85,7 +85,10 @@ impl Server {
                 "24",
                 "--pod-bridge",
                 &self.pod_bridge(),
+                "--proxy-table",
+                &self.proxy_table(),
             ])
+            .args(self.service_range_args())
             .arg("--data-dir")
             .arg(self.data_dir())
             .args(&self.extra_args)
@@ -101,6 +104,46 @@ impl Server {
     /// The node's pod bridge.
     pub fn pod_bridge(&self) -> String {
         format!("rb{}", self.port)
+    }
+
+    /// The service proxy's nftables table (one per server, so parallel tests do not collide).
+    pub fn proxy_table(&self) -> String {
+        format!("rudder-{}", self.port)
+    }
+
+    /// The server's Service range: a /26 of 100.64.0.0/10 named after its (unique) port, apart
+    /// from every pod range (10.0.0.0/8) the harness hands out; or the one the test gave.
+    pub fn service_range(&self) -> String {
+        if let Some(i) = self
+            .extra_args
+            .iter()
+            .position(|a| a == "--service-cluster-ip-range")
+            && let Some(range) = self.extra_args.get(i + 1)
+        {
+            return range.clone();
+        }
+        let base = u32::from(std::net::Ipv4Addr::new(100, 64, 0, 0)) + u32::from(self.port) * 64;
+        format!("{}/26", std::net::Ipv4Addr::from(base))
+    }
+
+    /// The `n`th address of the server's Service range (1: the `kubernetes` Service).
+    pub fn service_ip(&self, n: u32) -> String {
+        let range = self.service_range();
+        let (net, _) = range.split_once('/').expect("a CIDR");
+        let net: std::net::Ipv4Addr = net.parse().expect("an IPv4 network");
+        std::net::Ipv4Addr::from(u32::from(net) + n).to_string()
+    }
+
+    fn service_range_args(&self) -> Vec<String> {
+        if self
+            .extra_args
+            .iter()
+            .any(|a| a == "--service-cluster-ip-range")
+        {
+            Vec::new()
+        } else {
+            vec!["--service-cluster-ip-range".into(), self.service_range()]
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -271,6 +314,11 @@ impl Drop for Server {
         }
         // The bridge outlives the server by design (a restarted agent keeps using it).
         remove_pod_network(&self.pod_bridge());
+        // A killed server leaves its proxy table behind.
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.proxy_table()])
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
