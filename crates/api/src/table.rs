@@ -11,6 +11,7 @@
 //! short name return the first match, which is therefore the preferred one (`ev` is the core
 //! `Event`, `hpa` is `autoscaling/v2`).
 
+use k8s_openapi::api::admissionregistration::v1 as admissionregistration_v1;
 use k8s_openapi::api::apps::v1 as apps_v1;
 use k8s_openapi::api::authentication::v1 as authentication_v1;
 use k8s_openapi::api::authorization::v1 as authorization_v1;
@@ -210,6 +211,13 @@ resource_table! {
     storage_v1::CSIStorageCapacity { short: [], categories: [], verbs: Verb::STANDARD, list: yes, subresources: [] },
     storage_v1::StorageClass { short: ["sc"], categories: [], verbs: Verb::STANDARD, list: yes, subresources: [] },
     storage_v1::VolumeAttachment { short: [], categories: [], verbs: Verb::STANDARD, list: yes, subresources: [status] },
+    // ---- admissionregistration.k8s.io/v1 -------------------------------------------------
+    admissionregistration_v1::MutatingWebhookConfiguration {
+        short: [], categories: [CATEGORY_API_EXTENSIONS], verbs: Verb::STANDARD, list: yes, subresources: [],
+    },
+    admissionregistration_v1::ValidatingWebhookConfiguration {
+        short: [], categories: [CATEGORY_API_EXTENSIONS], verbs: Verb::STANDARD, list: yes, subresources: [],
+    },
     // ---- apiextensions.k8s.io/v1 ---------------------------------------------------------
     apiextensions_v1::CustomResourceDefinition {
         short: ["crd", "crds"], categories: [CATEGORY_API_EXTENSIONS], verbs: Verb::STANDARD, list: yes,

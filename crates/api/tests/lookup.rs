@@ -66,6 +66,7 @@ fn groups_follow_upstream_discovery_order() {
             "policy",
             "rbac.authorization.k8s.io",
             "storage.k8s.io",
+            "admissionregistration.k8s.io",
             "apiextensions.k8s.io",
             "scheduling.k8s.io",
             "coordination.k8s.io",

@@ -359,6 +359,7 @@ fn cluster_scoped_resources() {
         "csinodes",
         "customresourcedefinitions",
         "ingressclasses",
+        "mutatingwebhookconfigurations",
         "namespaces",
         "nodes",
         "persistentvolumes",
@@ -369,6 +370,7 @@ fn cluster_scoped_resources() {
         "storageclasses",
         "subjectaccessreviews",
         "tokenreviews",
+        "validatingwebhookconfigurations",
         "volumeattachments",
     ]
     .into_iter()
@@ -472,7 +474,14 @@ fn category_all_is_exactly_the_upstream_set() {
         .iter()
         .map(|info| info.plural)
         .collect();
-    assert_eq!(extensions, ["customresourcedefinitions"]);
+    assert_eq!(
+        extensions,
+        [
+            "mutatingwebhookconfigurations",
+            "validatingwebhookconfigurations",
+            "customresourcedefinitions"
+        ]
+    );
 }
 
 #[test]

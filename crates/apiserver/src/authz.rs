@@ -398,8 +398,8 @@ fn compact(rule: &Rule) -> String {
 }
 
 /// Checks a Role, ClusterRole or binding about to be written against its writer's own
-/// rights, and a node's Node or Lease against its name (upstream's NodeRestriction). `obj`
-/// is the object as it will be stored.
+/// rights, and a node's Node, Lease or DNS EndpointSlice against its name (upstream's
+/// NodeRestriction). `obj` is the object as it will be stored.
 pub(crate) async fn admit(
     server: &ApiServer,
     req: &ApiRequest,
@@ -418,11 +418,8 @@ pub(crate) async fn admit(
         .and_then(Value::as_str)
         .unwrap_or("");
     if let Some(node) = node::node_name(user) {
-        let own = matches!(
-            (resource.group.as_str(), resource.plural.as_str()),
-            ("", "nodes") | ("coordination.k8s.io", "leases")
-        );
-        if own && name != node {
+        let own = node::own_object_name(&resource.group, &resource.plural, node);
+        if own.is_some_and(|own| name != own) {
             return Err(ApiError::forbidden(format!(
                 "{} {name:?} is forbidden: node {node:?} is not allowed to modify {} {name:?}",
                 qualified(&resource.group, &resource.plural),

@@ -329,6 +329,7 @@ fn container(c: &mut Map<String, Value>) {
     default(c, "terminationMessagePath", json!("/dev/termination-log"));
     default(c, "terminationMessagePolicy", json!("File"));
     default(c, "resources", json!({}));
+    requests_from_limits(c);
     if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports.iter_mut().filter_map(Value::as_object_mut) {
             default(p, "protocol", json!("TCP"));
@@ -340,6 +341,26 @@ fn container(c: &mut Map<String, Value>) {
             default_unless_nonzero(p, "periodSeconds", json!(10));
             default_unless_nonzero(p, "successThreshold", json!(1));
             default_unless_nonzero(p, "failureThreshold", json!(3));
+        }
+    }
+}
+
+/// A resource a container limits but does not request is requested at its limit (upstream's
+/// pod defaulting, which LimitRanger's default requests must not override).
+fn requests_from_limits(c: &mut Map<String, Value>) {
+    let Some(resources) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else {
+        return;
+    };
+    if limits.is_empty() {
+        return;
+    }
+    let requests = resources.entry("requests").or_insert_with(|| json!({}));
+    if let Some(requests) = requests.as_object_mut() {
+        for (k, v) in limits {
+            requests.entry(k).or_insert(v);
         }
     }
 }
@@ -430,6 +451,25 @@ mod tests {
         for (pod, want) in cases {
             assert_eq!(qos_class(&pod), want, "{pod}");
         }
+    }
+
+    #[test]
+    fn requests_default_to_limits() {
+        let mut spec = json!({"containers": [
+            {"name": "a", "resources": {"limits": {"cpu": "1"}, "requests": {"memory": "1Mi"}}},
+            {"name": "b", "resources": {"limits": {"cpu": "2"}, "requests": {"cpu": "1"}}},
+            {"name": "c"}
+        ]});
+        pod_spec(spec.as_object_mut().expect("object"));
+        assert_eq!(
+            spec["containers"][0]["resources"]["requests"],
+            json!({"cpu": "1", "memory": "1Mi"})
+        );
+        assert_eq!(
+            spec["containers"][1]["resources"]["requests"],
+            json!({"cpu": "1"})
+        );
+        assert_eq!(spec["containers"][2]["resources"], json!({}));
     }
 
     #[test]

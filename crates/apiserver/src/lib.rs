@@ -4,6 +4,7 @@
 //! `discovery` or `handlers` (one generic implementation per verb, driven by the resource table)
 //! → the watch cache for reads and the store for writes. See `docs/ARCHITECTURE.md`.
 
+mod admission;
 mod authn;
 mod authz;
 pub mod bootstrap;

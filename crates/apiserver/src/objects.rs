@@ -346,6 +346,17 @@ fn carry_immutable_metadata(new: &mut Value, old: &Value) -> Result<(), ApiError
     Ok(())
 }
 
+/// The stored bytes of `key` as an object at revision `rev` (its resourceVersion set), without
+/// building the cache form an update does not need.
+pub fn from_stored(key: &str, stored: &[u8], rev: rudder_store::Revision) -> Result<Value, String> {
+    let mut value: Value = serde_json::from_slice(stored)
+        .map_err(|e| format!("stored object {key} is not JSON: {e}"))?;
+    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
+    }
+    Ok(value)
+}
+
 /// The bytes stored for an object: its JSON without `resourceVersion` (the store's revision
 /// is the resourceVersion).
 pub fn to_stored(obj: &Value) -> Result<Vec<u8>, ApiError> {

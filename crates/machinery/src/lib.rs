@@ -27,6 +27,7 @@ pub mod merge_schema;
 pub mod name_validation;
 pub mod quantity;
 pub mod query;
+pub mod quota;
 mod selectable_fields;
 pub mod strategic_merge_patch;
 pub mod timestamp;

@@ -1,13 +1,15 @@
 //! rudder's pod network, the built-in alternative to a CNI plugin: the control plane gives each
 //! node a pod subnet (`spec.podCIDR`, [`allocator`]), and the node agent puts a bridge on it and
-//! gives each pod an address from it on a veth pair ([`PodNetwork`]). [`proxy`] is the service
-//! proxy (kube-proxy's role) in nftables.
+//! gives each pod an address from it on a veth pair ([`PodNetwork`]); [`routes`] sends traffic
+//! for other nodes' subnets to those nodes (host-gw). [`proxy`] is the service proxy
+//! (kube-proxy's role) in nftables.
 
 pub mod allocator;
 pub mod cidr;
 pub mod ipam;
 mod link;
 pub mod proxy;
+pub mod routes;
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -87,7 +89,7 @@ impl PodNetwork {
         };
         let host_end = host_end(uid);
         if link::pod_has_eth0(netns).await? {
-            set_hairpin(&host_end);
+            self.set_hairpin(&host_end).await;
             return Ok(ip);
         }
         link::attach(
@@ -102,8 +104,18 @@ impl PodNetwork {
             },
         )
         .await?;
-        set_hairpin(&host_end);
+        self.set_hairpin(&host_end).await;
         Ok(ip)
+    }
+
+    /// Lets the bridge send a frame back out of the port it came in on, so a pod reaching a
+    /// Service whose chosen endpoint is the pod itself gets its own (DNATed, masqueraded)
+    /// packets back. Through netlink rather than sysfs: /sys shows the links of the namespace
+    /// that mounted it, which need not be the agent's.
+    async fn set_hairpin(&self, host_end: &str) {
+        if let Err(e) = link::set_hairpin(&self.host, host_end).await {
+            tracing::warn!(error = %e, port = %host_end, "could not turn on hairpin mode");
+        }
     }
 
     /// The address pod `uid` has, if any.
@@ -126,15 +138,6 @@ impl PodNetwork {
     }
 }
 
-/// Lets the bridge send a frame back out of the port it came in on, so a pod reaching a Service
-/// whose chosen endpoint is the pod itself gets its own (DNATed, masqueraded) packets back.
-fn set_hairpin(host_end: &str) {
-    let path = format!("/sys/class/net/{host_end}/brport/hairpin_mode");
-    if let Err(e) = std::fs::write(&path, "1") {
-        tracing::warn!(error = %e, %path, "could not turn on hairpin mode");
-    }
-}
-
 /// Deletes the node's bridge `name` (a node leaving the cluster, or a test cleaning up).
 pub async fn remove_bridge(name: &str) -> Result<(), NetError> {
     link::delete(&link::host()?, name).await
@@ -143,19 +146,11 @@ pub async fn remove_bridge(name: &str) -> Result<(), NetError> {
 /// Deletes veth pairs whose pod end is still on the host (`veth<hash>p`): an attach that was
 /// interrupted between creating the pair and moving it into the pod.
 pub async fn remove_stale_pairs() {
-    let Ok(entries) = std::fs::read_dir("/sys/class/net") else {
+    let Ok(host) = link::host() else { return };
+    let Ok(names) = link::names(&host).await else {
         return;
     };
-    let stale: Vec<String> = entries
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| is_stale_peer(n))
-        .collect();
-    if stale.is_empty() {
-        return;
-    }
-    let Ok(host) = link::host() else { return };
-    for name in stale {
+    for name in names.into_iter().filter(|n| is_stale_peer(n)) {
         let _ = link::delete(&host, &name).await;
     }
 }

@@ -1,15 +1,17 @@
 //! Links through netlink (rtnetlink): the node's bridge, and for each pod a veth pair whose one
 //! end joins the bridge and whose other end becomes `eth0` in the pod's network namespace, with
-//! the pod's address and a default route through the bridge.
+//! the pod's address and a default route through the bridge; and the routes to other nodes'
+//! pod subnets ([`crate::routes`]).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use futures::TryStreamExt;
-use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::NetError;
+use crate::routes::NodeRoute;
 
 fn nl(what: &str) -> impl Fn(rtnetlink::Error) -> NetError + '_ {
     move |e| NetError::Netlink(format!("{what}: {e}"))
@@ -102,6 +104,33 @@ pub(crate) async fn ensure_bridge(
         .execute()
         .await
         .map_err(nl("bridge up"))
+}
+
+/// The names of every link in the handle's namespace.
+pub(crate) async fn names(handle: &Handle) -> Result<Vec<String>, NetError> {
+    use rtnetlink::packet_route::link::LinkAttribute;
+    let mut out = Vec::new();
+    let mut links = handle.link().get().execute();
+    while let Some(l) = links.try_next().await.map_err(nl("list links"))? {
+        out.extend(l.attributes.into_iter().find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n),
+            _ => None,
+        }));
+    }
+    Ok(out)
+}
+
+/// Turns on hairpin mode on bridge port `name` (`ip link set NAME type bridge_slave hairpin on`).
+pub(crate) async fn set_hairpin(handle: &Handle, name: &str) -> Result<(), NetError> {
+    let index = index_of(handle, name)
+        .await?
+        .ok_or_else(|| NetError::Netlink(format!("bridge port {name} vanished")))?;
+    handle
+        .link()
+        .change(LinkBridgePort::new(index).hairpin(true).build())
+        .execute()
+        .await
+        .map_err(nl("hairpin mode"))
 }
 
 /// Deletes link `name` if it exists.
@@ -221,4 +250,100 @@ async fn configure(host: &Handle, p: &PodLink<'_>, peer: &str) -> Result<(), Net
         .execute()
         .await
         .map_err(nl("default route"))
+}
+
+/// Every IPv4 address of this network namespace.
+pub(crate) async fn local_ipv4(
+    handle: &Handle,
+) -> Result<std::collections::HashSet<Ipv4Addr>, NetError> {
+    use rtnetlink::packet_route::address::AddressAttribute;
+    let mut out = std::collections::HashSet::new();
+    let mut addrs = handle.address().get().execute();
+    while let Some(msg) = addrs.try_next().await.map_err(nl("list addresses"))? {
+        for attr in msg.attributes {
+            if let AddressAttribute::Address(IpAddr::V4(ip))
+            | AddressAttribute::Local(IpAddr::V4(ip)) = attr
+            {
+                out.insert(ip);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The IPv4 routes of the main table that carry routing protocol `protocol`, as destination and
+/// gateway (routes without both are not ones rudder made and are left out).
+pub(crate) async fn routes(
+    handle: &Handle,
+    protocol: u8,
+) -> Result<std::collections::BTreeSet<NodeRoute>, NetError> {
+    use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteHeader};
+    let mut out = std::collections::BTreeSet::new();
+    let mut routes = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
+    while let Some(msg) = routes.try_next().await.map_err(nl("list routes"))? {
+        if u8::from(msg.header.protocol) != protocol
+            || msg.header.table != RouteHeader::RT_TABLE_MAIN
+        {
+            continue;
+        }
+        let (mut dst, mut via) = (None, None);
+        for attr in &msg.attributes {
+            match attr {
+                RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = Some(*a),
+                RouteAttribute::Gateway(RouteAddress::Inet(a)) => via = Some(*a),
+                _ => {}
+            }
+        }
+        if let (Some(dst), Some(via)) = (dst, via)
+            && let Ok(subnet) = ipnet::Ipv4Net::new(dst, msg.header.destination_prefix_length)
+        {
+            out.insert(NodeRoute { subnet, via });
+        }
+    }
+    Ok(out)
+}
+
+fn route_message(r: &NodeRoute, protocol: u8) -> rtnetlink::packet_route::route::RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(r.subnet.network(), r.subnet.prefix_len())
+        .gateway(r.via)
+        .protocol(protocol.into())
+        .build()
+}
+
+/// Adds the route (or replaces one to the same subnet). The kernel finds the link from the
+/// gateway, which must be directly reachable.
+pub(crate) async fn add_route(
+    handle: &Handle,
+    r: &NodeRoute,
+    protocol: u8,
+) -> Result<(), NetError> {
+    handle
+        .route()
+        .add(route_message(r, protocol))
+        .replace()
+        .execute()
+        .await
+        .map_err(nl("add route"))
+}
+
+/// Deletes the route; one already gone is not an error.
+pub(crate) async fn delete_route(
+    handle: &Handle,
+    r: &NodeRoute,
+    protocol: u8,
+) -> Result<(), NetError> {
+    match handle
+        .route()
+        .del(route_message(r, protocol))
+        .execute()
+        .await
+    {
+        // No such process: the route is gone already.
+        Err(rtnetlink::Error::NetlinkError(m)) if m.raw_code() == -3 => Ok(()),
+        other => other.map_err(nl("delete route")),
+    }
 }

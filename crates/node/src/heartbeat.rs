@@ -42,6 +42,9 @@ pub struct AgentConfig {
     pub cluster_dns: Option<crate::pod_dns::ClusterDns>,
     /// The node's resolv.conf.
     pub resolv_conf: PathBuf,
+    /// Whether the agent watches its pods itself; simulated nodes share one watch instead
+    /// (`crate::simulated`), fed through [`Agent::pod_shared`].
+    pub watch_pods: bool,
 }
 
 impl AgentConfig {
@@ -56,16 +59,23 @@ impl AgentConfig {
             network: None,
             cluster_dns: None,
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            watch_pods: true,
         }
     }
 }
+
+/// The runtime pods run on, and the image store (`None`: every image is present, simulated
+/// nodes).
+type PodRuntime = (Arc<dyn ContainerRuntime>, Option<Arc<ImageStore>>);
 
 /// A node agent bound to one API server.
 pub struct Agent {
     client: kube::Client,
     config: AgentConfig,
     machine: Machine,
-    runtime: Option<(Arc<dyn ContainerRuntime>, Arc<ImageStore>)>,
+    runtime: Option<PodRuntime>,
+    /// Fake pod addresses of a simulated node.
+    simulated: Option<Arc<crate::simulated::SimulatedNetwork>>,
 }
 
 fn now() -> Time {
@@ -76,12 +86,18 @@ impl Agent {
     /// Reads the machine's facts; no request is made yet.
     pub fn new(client: kube::Client, config: AgentConfig) -> Result<Self, NodeError> {
         let machine = Machine::detect(&config.data_dir)?;
-        Ok(Self {
+        Ok(Self::with_machine(client, config, machine))
+    }
+
+    /// An agent reporting `machine`'s facts instead of this machine's (simulated nodes).
+    pub fn with_machine(client: kube::Client, config: AgentConfig, machine: Machine) -> Self {
+        Self {
             client,
             config,
             machine,
             runtime: None,
-        })
+            simulated: None,
+        }
     }
 
     /// Runs the pods bound to this node on `runtime`, with images from `images`.
@@ -90,8 +106,51 @@ impl Agent {
         runtime: Arc<dyn ContainerRuntime>,
         images: Arc<ImageStore>,
     ) -> Self {
-        self.runtime = Some((runtime, images));
+        self.runtime = Some((runtime, Some(images)));
         self
+    }
+
+    /// Runs the pods bound to this node on `runtime` without images (all count as present)
+    /// and with addresses from `network`: a simulated node.
+    pub fn with_simulated_runtime(
+        mut self,
+        runtime: Arc<dyn ContainerRuntime>,
+        network: Arc<crate::simulated::SimulatedNetwork>,
+    ) -> Self {
+        self.runtime = Some((runtime, None));
+        self.simulated = Some(network);
+        self
+    }
+
+    /// What this node's pod workers share; `None` without a runtime. Brings the pod network
+    /// up in the background when the agent has one.
+    pub fn pod_shared(&self) -> Option<Arc<Shared>> {
+        let (runtime, images) = self.runtime.clone()?;
+        Some(Arc::new(Shared {
+            client: self.client.clone(),
+            runtime,
+            images,
+            node_name: self.node_name().to_owned(),
+            host_ip: self
+                .machine
+                .internal_ip
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            root: self.config.data_dir.clone(),
+            network: self.config.network.clone().map(|opts| {
+                let slot = Arc::new(crate::pod_network::NetworkSlot::new());
+                tokio::spawn(crate::pod_network::bring_up(
+                    self.client.clone(),
+                    self.node_name().to_owned(),
+                    opts,
+                    slot.clone(),
+                ));
+                slot
+            }),
+            simulated: self.simulated.clone(),
+            cluster_dns: self.config.cluster_dns.clone(),
+            resolv_conf: self.config.resolv_conf.clone(),
+        }))
     }
 
     /// The node's name.
@@ -105,39 +164,30 @@ impl Agent {
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), NodeError> {
+        self.run_with(shutdown, || {}).await
+    }
+
+    /// [`Agent::run`], calling `registered` once the Node exists.
+    pub async fn run_with(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+        registered: impl FnOnce(),
+    ) -> Result<(), NodeError> {
         let node = self.register().await?;
+        registered();
         tracing::info!(node = %self.node_name(), "node registered");
         let uid = node.metadata.uid.clone().unwrap_or_default();
         let (stop_pods, pods_stopped) = tokio::sync::oneshot::channel::<()>();
-        let pods_task = self.runtime.clone().map(|(runtime, images)| {
-            let shared = Arc::new(Shared {
-                client: self.client.clone(),
-                runtime,
-                images,
-                node_name: self.node_name().to_owned(),
-                host_ip: self
-                    .machine
-                    .internal_ip
-                    .clone()
-                    .unwrap_or_else(|| "127.0.0.1".into()),
-                root: self.config.data_dir.clone(),
-                network: self.config.network.clone().map(|opts| {
-                    let slot = Arc::new(crate::pod_network::NetworkSlot::new());
-                    tokio::spawn(crate::pod_network::bring_up(
-                        self.client.clone(),
-                        self.node_name().to_owned(),
-                        opts,
-                        slot.clone(),
-                    ));
-                    slot
-                }),
-                cluster_dns: self.config.cluster_dns.clone(),
-                resolv_conf: self.config.resolv_conf.clone(),
+        let pods_task = self
+            .config
+            .watch_pods
+            .then(|| self.pod_shared())
+            .flatten()
+            .map(|shared| {
+                tokio::spawn(crate::pods::run(shared, async {
+                    let _ = pods_stopped.await;
+                }))
             });
-            tokio::spawn(crate::pods::run(shared, async {
-                let _ = pods_stopped.await;
-            }))
-        });
         let (stop_endpoint, endpoint_stopped) = tokio::sync::oneshot::channel::<()>();
         if let (Some(tls), Some((runtime, _))) =
             (self.config.kubelet_tls.clone(), self.runtime.clone())
@@ -159,6 +209,8 @@ impl Agent {
             }
         }
         let mut lease_tick = tokio::time::interval(self.config.lease_interval);
+        // The last Lease written: renewing replaces it without reading it first.
+        let mut lease: Option<Lease> = None;
         let mut status_tick = tokio::time::interval(self.config.status_interval);
         status_tick.tick().await; // registration just wrote the status
         tokio::pin!(shutdown);
@@ -173,7 +225,7 @@ impl Agent {
                     return Ok(());
                 }
                 _ = lease_tick.tick() => {
-                    if let Err(e) = self.renew_lease(&uid).await {
+                    if let Err(e) = self.renew_lease(&uid, &mut lease).await {
                         tracing::warn!(error = %e, "renewing the node lease");
                     }
                 }
@@ -241,8 +293,14 @@ impl Agent {
             .await?)
     }
 
-    /// Renews (or creates) the node's Lease.
-    async fn renew_lease(&self, node_uid: &str) -> Result<(), NodeError> {
+    /// Renews (or creates) the node's Lease, replacing `cached` (the last one written) without
+    /// reading it first, as the kubelet does; a failed write forgets it so the next renewal
+    /// reads afresh.
+    async fn renew_lease(
+        &self,
+        node_uid: &str,
+        cached: &mut Option<Lease>,
+    ) -> Result<(), NodeError> {
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
         let renew = MicroTime(k8s_openapi::jiff::Timestamp::now());
         let spec = LeaseSpec {
@@ -251,12 +309,18 @@ impl Agent {
             renew_time: Some(renew),
             ..Default::default()
         };
-        match leases.get_opt(self.node_name()).await? {
+        let current = match cached.take() {
+            Some(lease) => Some(lease),
+            None => leases.get_opt(self.node_name()).await?,
+        };
+        match current {
             Some(mut lease) => {
                 lease.spec = Some(spec);
-                leases
-                    .replace(self.node_name(), &PostParams::default(), &lease)
-                    .await?;
+                *cached = Some(
+                    leases
+                        .replace(self.node_name(), &PostParams::default(), &lease)
+                        .await?,
+                );
             }
             None => {
                 let lease = Lease {
@@ -277,7 +341,7 @@ impl Agent {
                     },
                     spec: Some(spec),
                 };
-                leases.create(&PostParams::default(), &lease).await?;
+                *cached = Some(leases.create(&PostParams::default(), &lease).await?);
             }
         }
         Ok(())

@@ -19,6 +19,7 @@ pub mod pod_worker;
 pub mod pods;
 pub mod prober;
 pub mod service_env;
+pub mod simulated;
 pub mod streaming;
 pub mod volumes;
 

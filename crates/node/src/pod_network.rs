@@ -58,6 +58,9 @@ pub(crate) async fn attach(
     uid: &str,
     sandbox: &SandboxId,
 ) -> Result<Option<String>, String> {
+    if let Some(sim) = &shared.simulated {
+        return sim.attach(uid).map(Some);
+    }
     let Some(slot) = &shared.network else {
         return Ok(None);
     };
@@ -78,6 +81,9 @@ pub(crate) async fn attach(
 
 /// Gives the pod's address back and removes its interface.
 pub(crate) async fn detach(shared: &Shared, uid: &str) {
+    if let Some(sim) = &shared.simulated {
+        sim.detach(uid);
+    }
     if let Some(net) = shared.network.as_ref().and_then(|s| s.get())
         && let Err(e) = net.detach(uid).await
     {

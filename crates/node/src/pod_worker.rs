@@ -30,18 +30,25 @@ const INITIAL_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often running containers are checked for exits.
 const POLL: Duration = Duration::from_millis(250);
+/// The same on simulated nodes, where only modelled programs (`sleep N`) exit on their own and
+/// thousands of workers share two cores.
+const POLL_SIMULATED: Duration = Duration::from_secs(2);
 
 /// What a pod worker shares with the others.
 pub struct Shared {
     pub client: kube::Client,
     pub runtime: Arc<dyn ContainerRuntime>,
-    pub images: Arc<ImageStore>,
+    /// The node's images; `None` on simulated nodes, where every image is present.
+    pub images: Option<Arc<ImageStore>>,
     pub node_name: String,
     pub host_ip: String,
     /// The agent's data directory (pods' volumes live in `pods/<uid>/volumes`).
     pub root: std::path::PathBuf,
     /// The pod network, if the agent gives pods addresses.
     pub network: Option<Arc<crate::pod_network::NetworkSlot>>,
+    /// Set on simulated nodes: fake pod addresses, and no files for containers that never
+    /// read them (volumes, resolv.conf), so no ConfigMap, Secret or Service reads either.
+    pub simulated: Option<Arc<crate::simulated::SimulatedNetwork>>,
     /// The cluster's DNS for pods' resolv.conf (`None`: pods get the node's resolvers).
     pub cluster_dns: Option<crate::pod_dns::ClusterDns>,
     /// The node's resolv.conf (`Default` policy, and search domains appended for the others).
@@ -97,6 +104,11 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
         service_env: Vec::new(),
         pod_ip: None,
     };
+    let poll = if worker.shared.simulated.is_some() {
+        POLL_SIMULATED
+    } else {
+        POLL
+    };
     let first = pod_rx.borrow().clone();
     if let Err(e) = worker.adopt(&first).await {
         tracing::warn!(pod = ?first.metadata.name, error = %e, "adopting running containers");
@@ -116,7 +128,7 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
                     return;
                 }
             }
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(poll) => {}
         }
     }
 }
@@ -171,10 +183,11 @@ impl Worker {
         }
         // ConfigMaps and Secrets are re-read, and file volumes rewritten, every few seconds
         // (the kubelet's sync period), not on every step.
-        let due = self
-            .volumes_synced
-            .as_ref()
-            .is_none_or(|(at, _)| at.elapsed() >= VOLUME_RESYNC);
+        let due = self.shared.simulated.is_none()
+            && self
+                .volumes_synced
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= VOLUME_RESYNC);
         if due {
             self.objects = references::fetch(&self.shared.client, pod, &self.objects).await;
             if let Some(vars) = references::service_env(&self.shared.client, pod).await {
@@ -433,7 +446,9 @@ impl Worker {
         let root = self.shared.root.clone();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         crate::pod_network::detach(&self.shared, &uid).await;
-        let _ = tokio::task::spawn_blocking(move || crate::volumes::cleanup(&root, &uid)).await;
+        if self.shared.simulated.is_none() {
+            let _ = tokio::task::spawn_blocking(move || crate::volumes::cleanup(&root, &uid)).await;
+        }
         let api: Api<Pod> = Api::namespaced(
             self.shared.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -626,8 +641,11 @@ async fn drive(
     let config = pod_spec::container_config(pod, c, attempt, &ctx, &prepared.env)
         .map_err(|e| e.to_string())
         .and_then(|mut cfg| {
-            cfg.mounts = crate::volumes::mounts(&shared.root, pod, c).map_err(|e| e.to_string())?;
-            cfg.mounts.extend(dns_files::mounts(&shared.root, pod, c));
+            if shared.simulated.is_none() {
+                cfg.mounts =
+                    crate::volumes::mounts(&shared.root, pod, c).map_err(|e| e.to_string())?;
+                cfg.mounts.extend(dns_files::mounts(&shared.root, pod, c));
+            }
             Ok(cfg)
         });
     let config = match config {
@@ -666,13 +684,15 @@ async fn ensure_image(shared: &Shared, image: &str, policy: Option<&str>) -> Res
         .parse()
         .map_err(|e: rudder_runtime::images::ImageError| e.to_string())?;
     let policy = PullPolicy::from_spec(policy, &reference).map_err(|e| e.to_string())?;
-    let present = shared.images.contains(image).map_err(|e| e.to_string())?;
+    let Some(images) = &shared.images else {
+        return Ok(());
+    };
+    let present = images.contains(image).map_err(|e| e.to_string())?;
     match rudder_runtime::images::decide(policy, present) {
         PullDecision::UseLocal => Ok(()),
         PullDecision::Pull => {
             tracing::info!(image, "pulling image");
-            shared
-                .images
+            images
                 .pull(image, &PullOptions::default())
                 .await
                 .map_err(|e| e.to_string())?;

@@ -1,5 +1,6 @@
 //! Watches the pods bound to this node and keeps one [`pod_worker`](crate::pod_worker) task per
-//! pod, feeding it each new version of its Pod.
+//! pod, feeding it each new version of its Pod. Simulated nodes share one watch of every bound
+//! pod ([`run_many`]) instead of one watch per node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,8 +17,25 @@ use crate::pod_worker::{self, Shared};
 /// Runs until `shutdown` resolves; workers keep their containers running when it does (a
 /// restarted agent adopts them).
 pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output = ()>) {
-    let pods: Api<Pod> = Api::all(shared.client.clone());
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", shared.node_name));
+    let client = shared.client.clone();
+    let nodes = HashMap::from([(shared.node_name.clone(), shared)]);
+    run_many(client, nodes, shutdown).await;
+}
+
+/// [`run`] for several nodes of this process at once, keyed by node name: one watch (of the
+/// node's pods when there is one node, of every bound pod otherwise) feeds every node's
+/// workers; pods of other nodes are ignored.
+pub async fn run_many(
+    client: kube::Client,
+    nodes: HashMap<String, Arc<Shared>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let pods: Api<Pod> = Api::all(client);
+    let selector = match nodes.keys().next() {
+        Some(name) if nodes.len() == 1 => format!("spec.nodeName={name}"),
+        _ => "spec.nodeName!=".to_owned(),
+    };
+    let config = watcher::Config::default().fields(&selector);
     let mut events = watcher(pods, config).boxed();
     let mut workers: HashMap<String, watch::Sender<Pod>> = HashMap::new();
     tokio::pin!(shutdown);
@@ -34,9 +52,13 @@ pub async fn run(shared: Arc<Shared>, shutdown: impl std::future::Future<Output 
                         let _ = tx.send(pod);
                     }
                     None => {
-                        let (tx, rx) = watch::channel(pod);
-                        tokio::spawn(pod_worker::run(shared.clone(), rx));
-                        workers.insert(uid, tx);
+                        let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+                        if let Some(shared) = node.and_then(|n| nodes.get(n)) {
+                            let shared = shared.clone();
+                            let (tx, rx) = watch::channel(pod);
+                            tokio::spawn(pod_worker::run(shared, rx));
+                            workers.insert(uid, tx);
+                        }
                     }
                 }
             }

@@ -254,6 +254,12 @@ pub fn certificate_request(
     issue::request(cn, groups, sans)
 }
 
+/// Client TLS that trusts only the certificates of `ca_pem` and presents none (the API server
+/// calling an admission webhook with its `caBundle`).
+pub fn client_config_trusting(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, PkiError> {
+    tls::client_config(ca_pem, None)
+}
+
 /// The DER of the first certificate in a PEM text.
 pub fn certificate_der(pem: &str) -> Option<Vec<u8>> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).ok()?;

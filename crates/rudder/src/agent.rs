@@ -37,6 +37,12 @@ pub struct AgentArgs {
     /// Directory for the node's credentials, images, containers and pod state.
     #[arg(long, default_value = ".rudder-agent", env = "RUDDER_AGENT_DATA_DIR")]
     pub data_dir: PathBuf,
+    /// The cluster's pod range, as the server's `--cluster-cidr`: the service proxy masquerades
+    /// pod traffic leaving it and leaves pod-to-pod traffic between nodes alone. Without it
+    /// the node's own pod subnet is taken for the range, and pods reaching pods on other nodes
+    /// appear with the node's address.
+    #[arg(long)]
+    pub cluster_cidr: Option<ipnet::Ipv4Net>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -91,7 +97,20 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     )
     .context("the node endpoint's TLS")?;
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = crate::node::start(&args.node, &data_dir, &files.kubeconfig, tls, None, rx).await?;
+    if args.cluster_cidr.is_none() && !args.node.disable_proxy {
+        tracing::warn!(
+            "no --cluster-cidr: the proxy takes this node's pod subnet for the pod range and masquerades pod traffic to other nodes"
+        );
+    }
+    let task = crate::node::start(
+        &args.node,
+        &data_dir,
+        &files.kubeconfig,
+        tls,
+        args.cluster_cidr,
+        rx,
+    )
+    .await?;
     tracing::info!("[2/2] node agent running");
     crate::server::wait_for_signal().await;
     let _ = tx.send(());

@@ -5,6 +5,7 @@ mod auth;
 mod image;
 mod node;
 mod server;
+mod simulate;
 mod token;
 
 use clap::{Parser, Subcommand};

@@ -94,6 +94,16 @@ pub async fn start(
             },
         )
     });
+    // Routes to the other nodes' pods belong with the pod network.
+    let routes = (!args.disable_pod_network).then(|| {
+        let client = client.clone();
+        let opts = rudder_net::routes::RouteOptions {
+            node_name: args.name(),
+        };
+        spawn_stoppable("routes to other nodes", move |stop| {
+            rudder_net::routes::run(client, opts, stop)
+        })
+    });
     let dns = (!args.disable_dns).then(|| {
         start_dns(
             client.clone(),
@@ -158,11 +168,36 @@ pub async fn start(
             let _ = tx.send(());
             let _ = task.await;
         }
-        if let Some((tx, task)) = dns {
+        for (tx, task) in [dns, routes].into_iter().flatten() {
             let _ = tx.send(());
             let _ = task.await;
         }
     }))
+}
+
+/// Spawns `work(stop)`, logging its error as `what`; returns its stop switch and task.
+fn spawn_stoppable<F, E>(
+    what: &'static str,
+    work: impl FnOnce(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) -> F,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+)
+where
+    F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = Box::pin(async move {
+        let _ = rx.await;
+    });
+    let work = work(stop);
+    let task = tokio::spawn(async move {
+        if let Err(e) = work.await {
+            tracing::error!(error = %e, "{what} stopped");
+        }
+    });
+    (tx, task)
 }
 
 /// Starts the service proxy; returns its stop switch and task.

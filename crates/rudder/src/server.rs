@@ -76,8 +76,19 @@ pub struct ServerArgs {
     /// KubeSchedulerConfiguration file: profiles, plugins enabled/disabled, score weights.
     #[arg(long)]
     pub scheduler_config: Option<PathBuf>,
+    /// Do not run the Ingress controller in this process.
+    #[arg(long)]
+    pub disable_ingress: bool,
+    /// Port the Ingress controller serves plain HTTP on (at the bind address).
+    #[arg(long, default_value_t = 80)]
+    pub ingress_http_port: u16,
+    /// Port the Ingress controller serves HTTPS on (at the bind address).
+    #[arg(long, default_value_t = 443)]
+    pub ingress_https_port: u16,
     #[command(flatten)]
     pub node: crate::node::NodeArgs,
+    #[command(flatten)]
+    pub simulate: crate::simulate::SimulateArgs,
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
 }
@@ -180,6 +191,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (Some(tx), Some(task))
     };
 
+    let (simulated_stop, simulated_rx) = tokio::sync::oneshot::channel::<()>();
+    let simulated_task = crate::simulate::start(&args.simulate, &kubeconfig, simulated_rx).await?;
+
     let controllers_stop = if args.disable_controllers {
         None
     } else {
@@ -192,7 +206,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         Some(start_scheduler(&args, &kubeconfig).await?)
     };
 
+    let ingress_stop = if args.disable_ingress {
+        None
+    } else {
+        Some(start_ingress(&args, &kubeconfig).await?)
+    };
+
     wait_for_signal().await;
+    if let Some(tx) = ingress_stop {
+        let _ = tx.send(());
+    }
     if let Some((tx, task)) = scheduler_stop {
         // The scheduler releases its Lease on the way out; the API server must still be up.
         let _ = tx.send(());
@@ -206,6 +229,10 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let _ = tx.send(());
     }
     if let Some(task) = agent_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
+    let _ = simulated_stop.send(());
+    if let Some(task) = simulated_task {
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
     let _ = stop_tx.send(());
@@ -294,6 +321,33 @@ async fn start_scheduler(
         }
     });
     Ok((tx, task))
+}
+
+/// Starts the Ingress controller on the bind address, publishing the node's address in Ingress
+/// statuses. Returns its stop switch.
+async fn start_ingress(
+    args: &ServerArgs,
+    kubeconfig: &std::path::Path,
+) -> Result<tokio::sync::oneshot::Sender<()>> {
+    let client = crate::node::client(kubeconfig).await?;
+    let opts = rudder_ingress::IngressOptions {
+        http: SocketAddr::new(args.bind_address, args.ingress_http_port),
+        https: SocketAddr::new(args.bind_address, args.ingress_https_port),
+        address: Some(kubernetes_endpoint_ip(
+            args.advertise_address,
+            args.bind_address,
+        )),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let stop = async {
+            let _ = rx.await;
+        };
+        if let Err(e) = rudder_ingress::run(client, opts, stop).await {
+            tracing::error!(error = %e, "ingress controller stopped");
+        }
+    });
+    Ok(tx)
 }
 
 /// The API server's TLS to node agents: the admin certificate, HTTP/1.1 only (log streams).

@@ -138,6 +138,20 @@ fn resource_quota_reports_usage() {
     // The pods are bound to a node that does not exist: keep the pod GC from removing them.
     let s = Server::start_with(&["--controllers", "*,-podgc"]);
     s.namespace(K, "quota");
+    // A BestEffort pod is created before `q` exists: quota admission refuses pods that do not
+    // request the CPU an unscoped quota limits (`must specify requests.cpu`), as upstream.
+    s.create(
+        K,
+        Some("quota"),
+        &serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "idle"},
+            "spec": {"nodeName": "nowhere", "activeDeadlineSeconds": 600, "containers": [{
+                "name": "main", "image": "rudder.invalid/none:1",
+            }]},
+        })
+        .to_string(),
+    );
     s.create(
         K,
         Some("quota"),
@@ -148,6 +162,11 @@ fn resource_quota_reports_usage() {
         })
         .to_string(),
     );
+    // Admission refuses what a quota tracks until the controller has counted it.
+    wait_for("quota status", 45, &s, || {
+        let q = get(&s, &["resourcequota", "q", "-n", "quota"])?;
+        q["status"]["used"]["pods"].is_string().then_some(())
+    });
     s.configmap(K, "quota", "one", "a", "b");
     s.create(
         K,
@@ -185,18 +204,6 @@ fn resource_quota_reports_usage() {
             .to_string(),
         );
     }
-    s.create(
-        K,
-        Some("quota"),
-        &serde_json::json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": "idle"},
-            "spec": {"nodeName": "nowhere", "activeDeadlineSeconds": 600, "containers": [{
-                "name": "main", "image": "rudder.invalid/none:1",
-            }]},
-        })
-        .to_string(),
-    );
     wait_for("quota usage", 45, &s, || {
         let q = get(&s, &["resourcequota", "q", "-n", "quota"])?;
         let used = &q["status"]["used"];

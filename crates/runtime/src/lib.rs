@@ -11,6 +11,7 @@ pub mod embedded;
 mod error;
 pub mod images;
 mod runtime;
+pub mod simulated;
 mod types;
 
 pub use error::{Result, RuntimeError};

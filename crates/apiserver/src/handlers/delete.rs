@@ -126,6 +126,7 @@ async fn delete_one(
     name: &str,
     opts: &DeleteOptions,
 ) -> Result<CachedObject, ApiError> {
+    crate::admission::check_delete(&ctx.resource, name)?;
     let store = &ctx.server.store;
     let (group, plural) = (&ctx.resource.group, &ctx.resource.plural);
     for _attempt in 0..64 {

@@ -3,6 +3,7 @@
 
 mod access;
 mod auth;
+mod binding;
 mod body;
 mod delete;
 mod list;
@@ -138,7 +139,7 @@ pub(crate) async fn resource(
             auth::create_csr(ctx).await
         }
         (Verb::Create, None) => write::create(ctx).await,
-        (Verb::Create, Some("binding")) => write::bind(ctx).await,
+        (Verb::Create, Some("binding")) => binding::bind(ctx).await,
         (Verb::Update, None | Some("status") | Some("finalize")) => write::update(ctx).await,
         (Verb::Update, Some("scale")) => write::update_scale(ctx).await,
         (Verb::Patch, None | Some("status")) => write::patch(ctx).await,

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::list::object_response;
 use super::{Ctx, decode_body};
+use crate::admission;
 use crate::cache::CachedObject;
 use crate::http::{Body, json_response};
 use crate::keys;
@@ -31,23 +32,6 @@ fn with_warnings(mut resp: Response<Body>, warnings: &[String]) -> Response<Body
         }
     }
     resp
-}
-
-/// Fails unless the namespace exists and is not being deleted.
-async fn check_namespace_open(ctx: &Ctx<'_>, ns: &str) -> Result<(), ApiError> {
-    let key = keys::object_key("", "namespaces", None, ns);
-    let got = ctx.server.store.get(&key, None).await?;
-    let Some(kv) = got.kv else {
-        return Err(ApiError::not_found("", "namespaces", ns));
-    };
-    let value: Value =
-        serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(e.to_string()))?;
-    if objects::is_deleting(&value) {
-        return Err(ApiError::forbidden(format!(
-            "unable to create new content in namespace {ns} because it is being terminated"
-        )));
-    }
-    Ok(())
 }
 
 /// CREATE.
@@ -112,12 +96,22 @@ async fn create_object(
     objects::check_type(&mut obj, &kind)?;
     objects::check_namespace(&mut obj, &kind, ctx.target.namespace.as_deref())?;
     if let Some(ns) = ctx.target.namespace.as_deref() {
-        check_namespace_open(&ctx, ns).await?;
+        admission::check_namespace_open(ctx.server, ns).await?;
     }
     let name = objects::prepare_create(&mut obj, &kind)?;
     crate::defaults::apply(&ctx.resource, &mut obj);
-    let warnings = validate::check(&ctx.resource, &mut obj, validation, &name)?;
-    crate::authz::admit(ctx.server, &ctx.req, &ctx.resource, &obj).await?;
+    let attrs = admission::Attributes {
+        op: admission::Operation::Create,
+        resource: &ctx.resource,
+        subresource: None,
+        namespace: ctx.target.namespace.as_deref(),
+        name: &name,
+        old: None,
+        dry_run: dry,
+    };
+    let mut warnings = admission::mutate(ctx.server, &ctx.req, &attrs, &mut obj).await?;
+    warnings.extend(validate::check(&ctx.resource, &mut obj, validation, &name)?);
+    warnings.extend(admission::validate(ctx.server, &ctx.req, &attrs, &obj).await?);
     if tracking == Tracking::Update {
         let manager = field_manager(&ctx)?;
         let now = objects::now_rfc3339();
@@ -205,9 +199,8 @@ async fn guaranteed_update(
     for _attempt in 0..64 {
         let got = ctx.server.store.get(&key, None).await?;
         let kv = got.kv.ok_or_else(|| ctx.not_found())?;
-        let current =
-            CachedObject::decode(&key, &kv.value, kv.mod_revision).map_err(ApiError::internal)?;
-        let mut current = current.value().map_err(ApiError::internal)?;
+        let mut current =
+            objects::from_stored(&key, &kv.value, kv.mod_revision).map_err(ApiError::internal)?;
         // Custom resources may be stored at another version: mutate and compare at the served one.
         ctx.resource.to_served(&mut current);
         let mut new = mutate(&current)?;
@@ -234,8 +227,23 @@ async fn guaranteed_update(
             services::carry_over(&current, &mut new, ctx.name())?;
         }
         crate::defaults::apply(&ctx.resource, &mut new);
-        let warnings = validate::check(&ctx.resource, &mut new, validation, ctx.name())?;
-        crate::authz::admit(ctx.server, &ctx.req, &ctx.resource, &new).await?;
+        let attrs = admission::Attributes {
+            op: admission::Operation::Update,
+            resource: &ctx.resource,
+            subresource,
+            namespace: ctx.target.namespace.as_deref(),
+            name: ctx.name(),
+            old: Some(&current),
+            dry_run: dry,
+        };
+        let mut warnings = admission::mutate(ctx.server, &ctx.req, &attrs, &mut new).await?;
+        warnings.extend(validate::check(
+            &ctx.resource,
+            &mut new,
+            validation,
+            ctx.name(),
+        )?);
+        warnings.extend(admission::validate(ctx.server, &ctx.req, &attrs, &new).await?);
         if tracking == Tracking::Update {
             let now = objects::now_rfc3339();
             let writer = managed_fields::Writer {
@@ -509,71 +517,6 @@ fn server_side_apply(
             .collect();
         ApiError::apply_conflict(&r.group, &r.plural, ctx.name(), c.message(), causes)
     })
-}
-
-/// POST `pods/{name}/binding`: the scheduler's way of assigning a node.
-pub(crate) async fn bind(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
-    let binding = decode_body(&ctx.req)?;
-    let node = binding
-        .pointer("/target/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    if node.is_empty() {
-        return Err(ApiError::invalid(
-            "",
-            "Binding",
-            ctx.name(),
-            vec![crate::status::Cause {
-                reason: "FieldValueRequired".into(),
-                message: "Required value".into(),
-                field: "target.name".into(),
-            }],
-        ));
-    }
-    let name = ctx.name().to_owned();
-    let mut mutate = |current: &Value| {
-        let assigned = current
-            .pointer("/spec/nodeName")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        if !assigned.is_empty() {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &name,
-                &format!("pod {name} is already assigned to node \"{assigned}\""),
-            ));
-        }
-        if objects::is_deleting(current) {
-            return Err(ApiError::conflict(
-                "",
-                "pods",
-                &name,
-                "pod is being deleted, cannot be assigned to a host",
-            ));
-        }
-        let mut new = current.clone();
-        new["spec"]["nodeName"] = json!(node);
-        let now = objects::now_rfc3339();
-        let conditions = new["status"]["conditions"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut conditions: Vec<Value> = conditions
-            .into_iter()
-            .filter(|c| c["type"] != "PodScheduled")
-            .collect();
-        conditions.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": now}));
-        new["status"]["conditions"] = Value::Array(conditions);
-        Ok(new)
-    };
-    // The binding writes spec and status together: it is its own subresource.
-    guaranteed_update(&ctx, Some("binding"), Tracking::Update, &mut mutate).await?;
-    Ok(json_response(
-        201,
-        serde_json::to_vec(&crate::status::success(None)).unwrap_or_default(),
-    ))
 }
 
 fn replicas_from_scale(scale: &Value) -> Result<i64, ApiError> {

@@ -1,6 +1,7 @@
 //! The Node authorizer: a node agent (`system:node:NAME` in `system:nodes`) may touch its own
-//! Node and Lease, the pods bound to it, and the secrets, config maps, claims, volumes and
-//! service accounts those pods use — nothing else of that kind. Like upstream it never
+//! Node and Lease, the pods bound to it, the secrets, config maps, claims, volumes and
+//! service accounts those pods use, and its DNS server's EndpointSlice — nothing else of that
+//! kind. Like upstream it never
 //! refuses outright: what it does not allow goes on to RBAC, with its reason for the message.
 //!
 //! Where objects are is the caller's knowledge ([`NodeGraph`]); this module only decides.
@@ -14,6 +15,26 @@ pub const NODES_GROUP: &str = "system:nodes";
 pub const NODE_USER_PREFIX: &str = "system:node:";
 /// The namespace of node Leases.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+/// The namespace of the EndpointSlices node DNS servers register themselves in.
+pub const DNS_SLICE_NAMESPACE: &str = "kube-system";
+
+/// The one EndpointSlice node `node` may write: the one its DNS server registers with
+/// (`kube-system/kube-dns-<node>`, rudder-dns's `register::slice_name`). Upstream has no such
+/// grant because CoreDNS is a pod; rudder's DNS runs in the node agent's process.
+pub fn dns_slice_name(node: &str) -> String {
+    format!("kube-dns-{node}")
+}
+
+/// The name an object of `group`/`plural` must have when node `node` writes it, for the kinds a
+/// node may write only under its own name; `None` for other kinds. Upstream's NodeRestriction
+/// admission: a create names its object in the body, which authorization does not see.
+pub fn own_object_name(group: &str, plural: &str, node: &str) -> Option<String> {
+    match (group, plural) {
+        ("", "nodes") | ("coordination.k8s.io", "leases") => Some(node.to_owned()),
+        ("discovery.k8s.io", "endpointslices") => Some(dns_slice_name(node)),
+        _ => None,
+    }
+}
 
 /// What a pod may reference that a node needs to read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +187,20 @@ pub fn authorize(graph: &dyn NodeGraph, attrs: &Attributes) -> Decision {
                 Decision::allow("")
             } else {
                 Decision::no_opinion(format!("node '{node}' cannot modify node '{name}'"))
+            }
+        }
+        ("discovery.k8s.io", "endpointslices")
+            if has(&["create", "update", "patch", "delete"], verb) =>
+        {
+            let own = dns_slice_name(node);
+            // A create names no object in its path; the name in the body is checked on
+            // admission ([`own_object_name`]).
+            if ns == DNS_SLICE_NAMESPACE && sub.is_empty() && (verb == "create" || name == own) {
+                Decision::allow("")
+            } else {
+                Decision::no_opinion(format!(
+                    "can only write the endpointslice {DNS_SLICE_NAMESPACE}/{own}"
+                ))
             }
         }
         ("", "pods") => {

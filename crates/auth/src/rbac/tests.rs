@@ -521,6 +521,20 @@ fn node_authorizer_table() {
         ),
         (res(&n1, "create", "", "namespaces", "", ""), false),
         (res(&not_node, "get", "", "nodes", "", "n1"), false),
+        // Its DNS server's EndpointSlice, and no other.
+        (slice(&n1, "create", "kube-system", ""), true),
+        (slice(&n1, "update", "kube-system", "kube-dns-n1"), true),
+        (slice(&n1, "patch", "kube-system", "kube-dns-n1"), true),
+        (slice(&n1, "delete", "kube-system", "kube-dns-n1"), true),
+        (slice(&n1, "get", "kube-system", "kube-dns-n2"), true),
+        (slice(&n1, "list", "", ""), true),
+        (slice(&n1, "update", "kube-system", "kube-dns-n2"), false),
+        (slice(&n1, "delete", "kube-system", "kube-dns-n2"), false),
+        (slice(&n1, "delete", "kube-system", "web-abcde"), false),
+        (slice(&n1, "create", "default", ""), false),
+        (slice(&n1, "update", "default", "kube-dns-n1"), false),
+        (slice(&n1, "deletecollection", "kube-system", ""), false),
+        (slice(&not_node, "create", "kube-system", ""), false),
     ];
     let p = with_defaults(&[]);
     for (attrs, want) in cases {
@@ -531,6 +545,28 @@ fn node_authorizer_table() {
         d.reason,
         "no relationship found between node 'n1' and this object"
     );
+}
+
+fn slice(u: &UserInfo, verb: &str, ns: &str, name: &str) -> Attributes {
+    res(u, verb, "discovery.k8s.io", "endpointslices", ns, name)
+}
+
+#[test]
+fn names_nodes_write_under() {
+    let cases = [
+        ("", "nodes", Some("n1")),
+        ("coordination.k8s.io", "leases", Some("n1")),
+        ("discovery.k8s.io", "endpointslices", Some("kube-dns-n1")),
+        ("", "pods", None),
+        ("", "endpoints", None),
+    ];
+    for (group, plural, want) in cases {
+        assert_eq!(
+            node::own_object_name(group, plural, "n1").as_deref(),
+            want,
+            "{group}/{plural}"
+        );
+    }
 }
 
 #[test]

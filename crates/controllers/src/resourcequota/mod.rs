@@ -4,8 +4,8 @@
 //! or a scope selector counts only the pods [`scopes`] says it tracks. [`decide`] computes
 //! usage.
 
-pub mod decide;
-pub mod scopes;
+// The accounting is shared with the API server's quota admission.
+pub use rudder_machinery::quota::{scopes, usage as decide};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -116,7 +116,7 @@ pub async fn run(
 }
 
 /// A reflector of `api` whose every event wakes `changed`: its store and the task feeding it.
-fn watch<K>(
+pub(crate) fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
     changed: &Arc<Notify>,
@@ -138,7 +138,7 @@ where
         while let Some(ev) = events.next().await {
             match ev {
                 Ok(_) => changed.notify_one(),
-                Err(e) => tracing::debug!(error = %e, "proxy watch"),
+                Err(e) => tracing::debug!(error = %e, "watch"),
             }
         }
     });

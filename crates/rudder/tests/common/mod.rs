@@ -29,6 +29,9 @@ pub struct Server {
     pub port: u16,
     /// Port of the node agent's endpoint (free, so tests can run side by side).
     pub kubelet_port: u16,
+    /// Ports of the Ingress controller's HTTP and HTTPS listeners (free, as above).
+    pub ingress_http_port: u16,
+    pub ingress_https_port: u16,
     /// Run with the data dir after the server stopped and before the dir is removed (cleaning up
     /// what outlives the server, such as containers).
     after_stop: Vec<Cleanup>,
@@ -56,6 +59,8 @@ impl Server {
             dir,
             port: free_port(),
             kubelet_port: free_port(),
+            ingress_http_port: free_port(),
+            ingress_https_port: free_port(),
             after_stop: Vec::new(),
             extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
         };
@@ -77,17 +82,18 @@ impl Server {
                 &self.port.to_string(),
                 "--kubelet-port",
                 &self.kubelet_port.to_string(),
-                // Servers of parallel tests share the machine: each gets its own pod range and
-                // bridge, named after its (unique) port.
-                "--cluster-cidr",
-                &format!("10.{}.{}.0/24", self.port >> 8, self.port & 0xff),
-                "--node-cidr-mask-size",
-                "24",
+                // Servers of parallel tests share the machine: each gets its own bridge, named
+                // after its (unique) port.
                 "--pod-bridge",
                 &self.pod_bridge(),
                 "--proxy-table",
                 &self.proxy_table(),
+                "--ingress-http-port",
+                &self.ingress_http_port.to_string(),
+                "--ingress-https-port",
+                &self.ingress_https_port.to_string(),
             ])
+            .args(self.pod_range_args())
             .args(self.service_range_args())
             .arg("--data-dir")
             .arg(self.data_dir())
@@ -132,6 +138,21 @@ impl Server {
         let (net, _) = range.split_once('/').expect("a CIDR");
         let net: std::net::Ipv4Addr = net.parse().expect("an IPv4 network");
         std::net::Ipv4Addr::from(u32::from(net) + n).to_string()
+    }
+
+    /// Each server's own pod range, named after its port; or the test's (simulated nodes need
+    /// one subnet per node).
+    fn pod_range_args(&self) -> Vec<String> {
+        if self.extra_args.iter().any(|a| a == "--cluster-cidr") {
+            Vec::new()
+        } else {
+            vec![
+                "--cluster-cidr".into(),
+                format!("10.{}.{}.0/24", self.port >> 8, self.port & 0xff),
+                "--node-cidr-mask-size".into(),
+                "24".into(),
+            ]
+        }
     }
 
     fn service_range_args(&self) -> Vec<String> {

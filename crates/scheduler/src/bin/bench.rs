@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
@@ -73,10 +73,19 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+/// The bench's namespace and its `default` ServiceAccount, which pod admission requires and no
+/// controller creates when the server runs with `--disable-controllers`.
 async fn ensure_namespace(client: &kube::Client) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?;
-    match api.create(&PostParams::default(), &ns).await {
+    ignore_exists(api.create(&PostParams::default(), &ns).await)?;
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), NAMESPACE);
+    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "default"}}))?;
+    ignore_exists(api.create(&PostParams::default(), &sa).await)
+}
+
+fn ignore_exists<T>(result: kube::Result<T>) -> Result<()> {
+    match result {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e.into()),

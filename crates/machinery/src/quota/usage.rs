@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::quantity;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use rudder_machinery::quantity;
 
 /// A quantity in milli-units as upstream prints usage: whole units plainly, else `<n>m`.
 pub fn format_milli(milli: i128) -> String {
@@ -133,9 +133,22 @@ pub fn usage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pods::testing::pod;
-    use k8s_openapi::api::core::v1::{Container, ResourceRequirements};
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodStatus, ResourceRequirements};
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn pod(name: &str) -> Pod {
+        Pod {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec::default()),
+            status: Some(PodStatus {
+                phase: Some("Pending".into()),
+                ..Default::default()
+            }),
+        }
+    }
 
     fn with_requests(mut p: Pod, cpu: &str, mem: &str) -> Pod {
         p.spec.get_or_insert_default().containers = vec![Container {
@@ -157,9 +170,9 @@ mod tests {
 
     #[test]
     fn usage_counts_and_sums() {
-        let a = with_requests(pod("a", "x", 1), "250m", "64Mi");
-        let b = with_requests(pod("b", "x", 1), "1", "64Mi");
-        let mut done = with_requests(pod("c", "x", 1), "4", "1Gi");
+        let a = with_requests(pod("a"), "250m", "64Mi");
+        let b = with_requests(pod("b"), "1", "64Mi");
+        let mut done = with_requests(pod("c"), "4", "1Gi");
         done.status.get_or_insert_default().phase = Some("Succeeded".into());
         let hard: Vec<String> = [
             "pods",
