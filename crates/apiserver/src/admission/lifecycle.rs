@@ -16,6 +16,12 @@ const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
 /// cache: a namespace created a moment ago must be usable at once.
 pub(crate) async fn check_namespace_open(server: &ApiServer, ns: &str) -> Result<(), ApiError> {
     let key = keys::object_key("", "namespaces", None, ns);
+    // The watch cache answers nearly every time; a namespace created a moment ago may not be
+    // there yet, and only then is the store asked (upstream's informer plus live lookup).
+    if let Some(cached) = server.cache.get(&key) {
+        let value = cached.value().map_err(ApiError::internal)?;
+        return refuse_create(ns, &value).map_err(ApiError::forbidden);
+    }
     let got = server.store.get(&key, None).await?;
     let Some(kv) = got.kv else {
         return Err(ApiError::not_found("", "namespaces", ns));
