@@ -5,12 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use tokio::sync::Notify;
 
 use crate::index::Index;
@@ -22,9 +20,24 @@ const COALESCE: Duration = Duration::from_millis(50);
 /// Rebuilds `shared` from the cluster's objects whenever they change; runs until aborted.
 pub(crate) async fn run(client: kube::Client, zone: String, shared: SharedIndex) {
     let changed = Arc::new(Notify::new());
-    let (services, t1) = reflect::<Service>(Api::all(client.clone()), &changed);
-    let (slices, t2) = reflect::<EndpointSlice>(Api::all(client.clone()), &changed);
-    let (pods, t3) = reflect::<Pod>(Api::all(client), &changed);
+    let (services, t1) = rudder_net::reflect::reflect::<Service>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        &changed,
+        "dns watch",
+    );
+    let (slices, t2) = rudder_net::reflect::reflect::<EndpointSlice>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        &changed,
+        "dns watch",
+    );
+    let (pods, t3) = rudder_net::reflect::reflect::<Pod>(
+        Api::all(client),
+        watcher::Config::default(),
+        &changed,
+        "dns watch",
+    );
     struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
     impl Drop for AbortOnDrop {
         fn drop(&mut self) {
@@ -57,30 +70,4 @@ pub(crate) async fn run(client: kube::Client, zone: String, shared: SharedIndex)
         changed.notified().await;
         tokio::time::sleep(COALESCE).await;
     }
-}
-
-/// A reflector of `api` whose every event wakes `changed`.
-fn reflect<K>(api: Api<K>, changed: &Arc<Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let changed = changed.clone();
-    let task = tokio::spawn(async move {
-        let events = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
-        futures::pin_mut!(events);
-        while let Some(ev) = events.next().await {
-            match ev {
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::debug!(error = %e, "dns watch"),
-            }
-        }
-    });
-    (store, task)
 }

@@ -7,13 +7,12 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::reflector::{self, Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use rustls::sign::CertifiedKey;
 use tokio::sync::Notify;
 
@@ -34,15 +33,36 @@ pub(crate) async fn run(
     default_cert: Arc<CertifiedKey>,
 ) {
     let changed = Arc::new(Notify::new());
-    let (classes, t1) = reflect::<IngressClass>(Api::all(client.clone()), &changed);
-    let (ingresses, t2) = reflect::<Ingress>(Api::all(client.clone()), &changed);
-    let (services, t3) = reflect::<Service>(Api::all(client.clone()), &changed);
-    let (slices, t4) = reflect::<EndpointSlice>(Api::all(client.clone()), &changed);
+    let (classes, t1) = rudder_net::reflect::reflect::<IngressClass>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        &changed,
+        "ingress watch",
+    );
+    let (ingresses, t2) = rudder_net::reflect::reflect::<Ingress>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        &changed,
+        "ingress watch",
+    );
+    let (services, t3) = rudder_net::reflect::reflect::<Service>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        &changed,
+        "ingress watch",
+    );
+    let (slices, t4) = rudder_net::reflect::reflect::<EndpointSlice>(
+        Api::all(client.clone()),
+        watcher::Config::default(),
+        &changed,
+        "ingress watch",
+    );
     // Only TLS Secrets: the controller needs no others.
-    let (secrets, t5) = reflect_with::<Secret>(
+    let (secrets, t5) = rudder_net::reflect::reflect::<Secret>(
         Api::all(client.clone()),
         watcher::Config::default().fields("type=kubernetes.io/tls"),
         &changed,
+        "ingress watch",
     );
     struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
     impl Drop for AbortOnDrop {
@@ -140,47 +160,4 @@ async fn publish(client: &kube::Client, ing: &Ingress, ip: IpAddr, done: &mut Ha
         }
         Err(e) => tracing::warn!(%ns, %name, error = %e, "updating ingress status"),
     }
-}
-
-/// A reflector of `api` whose every event wakes `changed`.
-fn reflect<K>(api: Api<K>, changed: &Arc<Notify>) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    reflect_with(api, watcher::Config::default(), changed)
-}
-
-fn reflect_with<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changed: &Arc<Notify>,
-) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let changed = changed.clone();
-    let task = tokio::spawn(async move {
-        let events = reflector(writer, watcher(api, config)).default_backoff();
-        futures::pin_mut!(events);
-        while let Some(ev) = events.next().await {
-            match ev {
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::debug!(error = %e, "ingress watch"),
-            }
-        }
-    });
-    (store, task)
 }

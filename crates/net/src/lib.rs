@@ -9,6 +9,7 @@ pub mod cidr;
 pub mod ipam;
 mod link;
 pub mod proxy;
+pub mod reflect;
 pub mod routes;
 
 use std::net::Ipv4Addr;

@@ -120,8 +120,12 @@ pub async fn run(
 ) -> Result<(), NetError> {
     let handle = link::host()?;
     let changed = Arc::new(Notify::new());
-    let (nodes, task) =
-        crate::proxy::watch::<Node>(Api::all(client), watcher::Config::default(), &changed);
+    let (nodes, task) = crate::reflect::reflect::<Node>(
+        Api::all(client),
+        watcher::Config::default(),
+        &changed,
+        "watch",
+    );
     let work = async {
         if nodes.wait_until_ready().await.is_err() {
             tracing::warn!("node watch ended before its first list");

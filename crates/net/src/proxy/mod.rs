@@ -10,13 +10,12 @@ pub mod ruleset;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
-use kube::runtime::reflector::{self, Store, reflector};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher;
 use tokio::sync::Notify;
 
 pub use model::NodeInfo;
@@ -81,20 +80,23 @@ pub async fn run(
     nft::kernel_settings();
     tracing::info!(table = %opts.table, "service proxy starting");
     let changed = Arc::new(Notify::new());
-    let services = watch::<Service>(
+    let services = crate::reflect::reflect::<Service>(
         Api::all(client.clone()),
         watcher::Config::default(),
         &changed,
+        "watch",
     );
-    let slices = watch::<EndpointSlice>(
+    let slices = crate::reflect::reflect::<EndpointSlice>(
         Api::all(client.clone()),
         watcher::Config::default(),
         &changed,
+        "watch",
     );
-    let nodes = watch::<Node>(
+    let nodes = crate::reflect::reflect::<Node>(
         Api::all(client),
         watcher::Config::default().fields(&format!("metadata.name={}", opts.node_name)),
         &changed,
+        "watch",
     );
     let work = sync_loop(&opts, &services.0, &slices.0, &nodes.0, &changed);
     tokio::pin!(stop);
@@ -113,36 +115,6 @@ pub async fn run(
         Err(e) => tracing::warn!(error = %e, "removing the proxy's table"),
     }
     Ok(())
-}
-
-/// A reflector of `api` whose every event wakes `changed`: its store and the task feeding it.
-pub(crate) fn watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changed: &Arc<Notify>,
-) -> (Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    let (store, writer) = reflector::store();
-    let changed = changed.clone();
-    let task = tokio::spawn(async move {
-        let events = reflector(writer, watcher(api, config)).default_backoff();
-        futures::pin_mut!(events);
-        while let Some(ev) = events.next().await {
-            match ev {
-                Ok(_) => changed.notify_one(),
-                Err(e) => tracing::debug!(error = %e, "watch"),
-            }
-        }
-    });
-    (store, task)
 }
 
 async fn sync_loop(
