@@ -42,6 +42,10 @@ pub struct CachedObject {
 impl CachedObject {
     /// Decodes stored bytes (an object without `resourceVersion`) at revision `rev`.
     pub fn decode(key: &str, stored: &[u8], rev: Revision) -> Result<Self, String> {
+        // Still encrypted here means no configured key could decrypt it: say so, by key.
+        if let Some(why) = crate::encryption::undecryptable(key, stored) {
+            return Err(why);
+        }
         let mut value: Value = serde_json::from_slice(stored)
             .map_err(|e| format!("stored object {key} is not JSON: {e}"))?;
         Ok(Self::from_value(key, &mut value, rev))
@@ -138,6 +142,10 @@ struct State {
     /// Every event with revision > `floor` is in `history`.
     floor: Revision,
     objects: BTreeMap<String, Arc<CachedObject>>,
+    /// Keys whose stored value cannot be decoded (e.g. encrypted with a key the server does
+    /// not have), with why: reads that would include them fail with that reason instead of
+    /// acting as if the object did not exist.
+    broken: BTreeMap<String, String>,
     history: VecDeque<Arc<CacheEvent>>,
     live: broadcast::Sender<Arc<CacheEvent>>,
 }
@@ -171,13 +179,14 @@ pub struct WatchCache {
 impl WatchCache {
     /// Loads every object and starts following the store. Returns once the cache is current.
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
-        let (objects, rev) = load(&*store).await?;
+        let (objects, broken, rev) = load(&*store).await?;
         let (live, _) = broadcast::channel(LIVE_CAP);
         let cache = Arc::new(Self {
             state: RwLock::new(State {
                 rev,
                 floor: rev,
                 objects,
+                broken,
                 history: VecDeque::new(),
                 live,
             }),
@@ -227,6 +236,19 @@ impl WatchCache {
     /// One object by key.
     pub fn get(&self, key: &str) -> Option<Arc<CachedObject>> {
         self.read().objects.get(key).cloned()
+    }
+
+    /// Why the object at `key` cannot be read, if it is stored but undecodable.
+    pub fn broken(&self, key: &str) -> Option<String> {
+        self.read().broken.get(key).cloned()
+    }
+
+    /// Why some object under `prefix` cannot be read, if one is stored but undecodable: a list
+    /// or watch of the prefix fails with it, as upstream's does.
+    pub fn broken_under(&self, prefix: &str) -> Option<String> {
+        let state = self.read();
+        let (key, why) = state.broken.range(prefix.to_owned()..).next()?;
+        key.starts_with(prefix).then(|| why.clone())
     }
 
     /// Objects under `prefix` starting at `start` (inclusive) that pass `filter`, at most `limit`
@@ -309,6 +331,7 @@ impl WatchCache {
             let event = match ev.kind {
                 EventKind::Put => match CachedObject::decode(&key, &ev.kv.value, rev) {
                     Ok(obj) => {
+                        state.broken.remove(&key);
                         let obj = Arc::new(obj);
                         let prev = state.objects.insert(key, obj.clone());
                         let kind = if prev.is_some() {
@@ -326,10 +349,12 @@ impl WatchCache {
                     Err(e) => {
                         tracing::error!(error = %e, "skipping undecodable object");
                         state.objects.remove(&key);
+                        state.broken.insert(key, e);
                         None
                     }
                 },
                 EventKind::Delete => {
+                    state.broken.remove(&key);
                     let prev = state.objects.remove(&key);
                     let last_state = ev
                         .prev
@@ -362,13 +387,14 @@ impl WatchCache {
 
     /// Replaces the whole content after the store watch broke; live watchers are ended (they
     /// resume from their last resourceVersion or relist).
-    fn reset(&self, objects: BTreeMap<String, Arc<CachedObject>>, rev: Revision) {
+    fn reset(&self, (objects, broken, rev): Loaded) {
         let (live, _) = broadcast::channel(LIVE_CAP);
         let mut state = self.write();
         *state = State {
             rev,
             floor: rev,
             objects,
+            broken,
             history: VecDeque::new(),
             live,
         };
@@ -377,10 +403,16 @@ impl WatchCache {
     }
 }
 
-async fn load(
-    store: &dyn Store,
-) -> Result<(BTreeMap<String, Arc<CachedObject>>, Revision), StoreError> {
+/// Every object, the undecodable keys with why, and the revision they were read at.
+type Loaded = (
+    BTreeMap<String, Arc<CachedObject>>,
+    BTreeMap<String, String>,
+    Revision,
+);
+
+async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
     let mut objects = BTreeMap::new();
+    let mut broken = BTreeMap::new();
     let first = store
         .range(RangeRequest::prefix(REGISTRY_PREFIX).with_limit(LIST_PAGE))
         .await?;
@@ -392,7 +424,10 @@ async fn load(
                 Ok(obj) => {
                     objects.insert(kv.key.clone(), Arc::new(obj));
                 }
-                Err(e) => tracing::error!(error = %e, "skipping undecodable object"),
+                Err(e) => {
+                    tracing::error!(error = %e, "skipping undecodable object");
+                    broken.insert(kv.key.clone(), e);
+                }
             }
         }
         let Some(next) = page.continue_key() else {
@@ -407,7 +442,7 @@ async fn load(
             })
             .await?;
     }
-    Ok((objects, rev))
+    Ok((objects, broken, rev))
 }
 
 /// Follows the store until the cache is dropped, relisting whenever the watch breaks.
@@ -451,9 +486,10 @@ async fn relist(cache: &std::sync::Weak<WatchCache>, store: &dyn Store) -> Revis
     let mut backoff = Duration::from_millis(100);
     loop {
         match load(store).await {
-            Ok((objects, rev)) => {
+            Ok(loaded) => {
+                let rev = loaded.2;
                 if let Some(c) = cache.upgrade() {
-                    c.reset(objects, rev);
+                    c.reset(loaded);
                 }
                 return rev;
             }

@@ -75,6 +75,8 @@ pub fn resources_of(crd: &Value) -> Vec<Resource> {
             schema: v.pointer("/schema/openAPIV3Schema").cloned(),
             custom: true,
             storage_version: storage_version.clone(),
+            storage_group: None,
+            conversion: rudder_machinery::conversion::Conversion::ApiVersionOnly,
             printer: printer_of(spec, v),
         });
     }

@@ -145,6 +145,11 @@ pub fn apply(resource: &Resource, obj: &mut Value) {
                 service_spec(spec);
             }
         }
+        ("networking.k8s.io", "NetworkPolicy") => {
+            if let Some(spec) = obj_mut(obj, "spec") {
+                crate::network_policy::default_spec(spec);
+            }
+        }
         ("", "Namespace") => {
             if let Some(spec) = obj_mut(obj, "spec") {
                 default(spec, "finalizers", json!(["kubernetes"]));

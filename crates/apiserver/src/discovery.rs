@@ -254,6 +254,8 @@ mod tests {
             schema: None,
             custom: false,
             storage_version: None,
+            storage_group: None,
+            conversion: rudder_machinery::conversion::Conversion::ApiVersionOnly,
             printer: rudder_printers::Printer::for_kind(group, kind),
         }
     }

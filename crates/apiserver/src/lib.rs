@@ -5,6 +5,7 @@
 //! → the watch cache for reads and the store for writes. See `docs/ARCHITECTURE.md`.
 
 mod admission;
+pub mod audit;
 mod authn;
 mod authz;
 pub mod bootstrap;
@@ -14,11 +15,15 @@ mod crd;
 mod defaults;
 mod discovery;
 mod dns_service;
+pub mod encryption;
+pub mod event_ttl;
 mod filter;
 mod handlers;
 pub mod http;
 pub mod keys;
 mod kubernetes_service;
+pub mod metrics_api;
+mod network_policy;
 mod objects;
 mod openapi;
 mod openapi_v2;
@@ -50,6 +55,9 @@ pub enum ApiServerError {
     /// An authentication key could not be used.
     #[error("{0}")]
     AuthKey(#[from] rudder_auth::service_account::KeyError),
+    /// The audit log could not be started.
+    #[error("{0}")]
+    Audit(#[from] audit::AuditError),
     /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -78,6 +86,8 @@ pub struct Config {
     pub tls: Arc<rustls::ServerConfig>,
     /// How often store history is compacted.
     pub compaction_interval: std::time::Duration,
+    /// How long Events live after their last write (`--event-ttl`).
+    pub event_ttl: std::time::Duration,
     /// TLS client configuration for reaching node agents (`pods/log`); `None` answers such
     /// requests with an error.
     pub kubelet_client: Option<Arc<rustls::ClientConfig>>,
@@ -89,6 +99,12 @@ pub struct Config {
     /// Where the `default/kubernetes` Service's endpoints point: the address and port other
     /// machines and pods reach this API server at.
     pub kubernetes_endpoint: SocketAddr,
+    /// How often node agents' resource metrics are scraped (`--metric-resolution`).
+    pub metric_resolution: std::time::Duration,
+    /// Encryption at rest (`--encryption-provider-config`); `None` stores values as they are.
+    pub encryption: Option<Arc<encryption::Transformer>>,
+    /// The audit log (`--audit-policy-file`, `--audit-log-path`); `None` records nothing.
+    pub audit: Option<audit::AuditConfig>,
 }
 
 /// Loads the cache, creates the system namespaces, binds and serves until `shutdown`.
@@ -98,6 +114,15 @@ pub async fn start(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Running, ApiServerError> {
     let authn = authn::Authenticator::new(config.auth)?;
+    // Everything below, bootstrap included, reads and writes through the transformer.
+    let encrypted = config
+        .encryption
+        .map(|t| Arc::new(encryption::EncryptedStore::new(store.clone(), t)));
+    let store: Arc<dyn Store> = match &encrypted {
+        Some(e) => e.clone(),
+        None => store,
+    };
+    let audit = config.audit.map(audit::Audit::start).transpose()?;
     bootstrap::ensure_namespaces(&*store).await?;
     bootstrap::ensure_priority_classes(&*store).await?;
     bootstrap::ensure_rbac(&*store).await?;
@@ -129,13 +154,33 @@ pub async fn start(
         config.kubelet_client,
     );
     api.authn = authn;
+    api.audit = audit;
+    api.encryption = encrypted;
     api.service_range = range;
     let api = Arc::new(api);
+    // Without client credentials for node agents there is nothing to scrape.
+    let scraper = api.kubelet_client.clone().map(|tls| {
+        tokio::spawn(metrics_api::run(
+            api.metrics.clone(),
+            api.cache.clone(),
+            tls,
+            config.metric_resolution,
+        ))
+    });
     let reconciler = tokio::spawn(reconcile_kubernetes_service(store.clone(), range, endpoint));
+    let expiry = tokio::spawn(event_ttl::run(
+        store.clone(),
+        api.cache.clone(),
+        config.event_ttl,
+    ));
     let compactor = tokio::spawn(compactor::run(store, config.compaction_interval));
     let done = tokio::spawn(async move {
         http::serve(listener, config.tls, api, shutdown).await;
         compactor.abort();
+        expiry.abort();
+        if let Some(scraper) = scraper {
+            scraper.abort();
+        }
         crds.abort();
         reconciler.abort();
     });

@@ -349,6 +349,9 @@ fn carry_immutable_metadata(new: &mut Value, old: &Value) -> Result<(), ApiError
 /// The stored bytes of `key` as an object at revision `rev` (its resourceVersion set), without
 /// building the cache form an update does not need.
 pub fn from_stored(key: &str, stored: &[u8], rev: rudder_store::Revision) -> Result<Value, String> {
+    if let Some(why) = crate::encryption::undecryptable(key, stored) {
+        return Err(why);
+    }
     let mut value: Value = serde_json::from_slice(stored)
         .map_err(|e| format!("stored object {key} is not JSON: {e}"))?;
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -205,7 +205,9 @@ pub fn document(resources: &Resources, gv: &str) -> Option<Value> {
         if !it.is_empty() {
             paths.insert(item, Value::Object(it));
         }
-        if r.custom {
+        // Custom resources and the built-ins without a k8s-openapi type (metrics) bring
+        // their own schema.
+        if r.custom || r.schema.is_some() {
             let schema = custom_schema(r).unwrap_or_else(
                 || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
             );

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use rudder_machinery::conversion::{Conversion, convert};
 use serde_json::Value;
 
 /// Everything the generic handlers need to know about one resource.
@@ -24,47 +25,64 @@ pub struct Resource {
     pub schema: Option<Value>,
     /// Whether this is a custom resource (stored and served without a typed check).
     pub custom: bool,
-    /// For a custom resource: the version objects are stored at (the CRD's `storage: true`
-    /// version). Other served versions convert by rewriting `apiVersion` (strategy `None`).
+    /// The version objects are stored at when it is not the served one: a CRD's `storage: true`
+    /// version, or the version a built-in kind shares its storage with (`autoscaling/v1`
+    /// HorizontalPodAutoscalers are stored as `v2`). `None`: stored as served.
     pub storage_version: Option<String>,
+    /// The group whose storage the kind shares when it is not its own (`events.k8s.io` Events
+    /// live with core Events, as upstream keeps them).
+    pub storage_group: Option<String>,
+    /// How objects convert between the served and the stored version.
+    pub conversion: Conversion,
     /// How `kubectl get` prints the objects: the kind's printer, or a CRD version's columns.
     pub printer: rudder_printers::Printer,
 }
 
 impl Resource {
-    /// `apiVersion` objects are stored with (the served one, except for custom resources with
-    /// several versions).
+    /// `apiVersion` objects are stored with (the served one, except for kinds stored at another
+    /// version or in another group).
     pub fn storage_api_version(&self) -> String {
-        match &self.storage_version {
-            Some(v) => format!("{}/{v}", self.group),
-            None => self.api_version(),
+        let group = self.storage_group.as_deref().unwrap_or(&self.group);
+        let version = self.storage_version.as_deref().unwrap_or(&self.version);
+        if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
         }
     }
 
-    /// Sets `apiVersion` to the version objects are stored at.
+    /// The group under whose key prefix the objects are stored.
+    pub fn key_group(&self) -> &str {
+        self.storage_group.as_deref().unwrap_or(&self.group)
+    }
+
+    fn converts(&self) -> bool {
+        self.storage_version.is_some() || self.storage_group.is_some()
+    }
+
+    /// Converts `obj` to the version objects are stored at.
     pub fn to_storage(&self, obj: &mut Value) {
-        if self.storage_version.is_some() {
-            obj["apiVersion"] = Value::String(self.storage_api_version());
+        if self.converts() {
+            convert(self.conversion, obj, &self.storage_api_version());
         }
     }
 
-    /// Sets `apiVersion` to this resource's (served) version.
+    /// Converts a stored `obj` to this resource's (served) version.
     pub fn to_served(&self, obj: &mut Value) {
-        if self.storage_version.is_some() {
-            obj["apiVersion"] = Value::String(self.api_version());
+        if self.converts() {
+            convert(self.conversion, obj, &self.api_version());
         }
     }
 
-    /// The encoding of `obj` at this resource's version: custom resources stored at another
-    /// version are converted by rewriting `apiVersion`; everything else is served as stored.
+    /// The encoding of a stored object at this resource's version (as stored when they agree).
     pub fn serve(&self, json: &bytes::Bytes) -> bytes::Bytes {
-        if self.storage_version.is_none() {
+        if !self.converts() {
             return json.clone();
         }
         let want = self.api_version();
         match serde_json::from_slice::<Value>(json) {
             Ok(mut v) if v.get("apiVersion").and_then(Value::as_str) != Some(want.as_str()) => {
-                v["apiVersion"] = Value::String(want);
+                convert(self.conversion, &mut v, &want);
                 serde_json::to_vec(&v)
                     .map(bytes::Bytes::from)
                     .unwrap_or_else(|_| json.clone())
@@ -192,7 +210,7 @@ impl Resources {
     }
 }
 
-/// The built-in resources, from the `rudder-api` table.
+/// The built-in resources, from the `rudder-api` table, and `metrics.k8s.io`'s two.
 pub fn builtin() -> Vec<Resource> {
     rudder_api::resources()
         .iter()
@@ -209,10 +227,33 @@ pub fn builtin() -> Vec<Resource> {
             subresources: r.subresources.iter().map(|s| s.name.to_owned()).collect(),
             schema: None,
             custom: false,
-            storage_version: None,
+            storage_version: shared_storage(r.group, r.version, r.kind)
+                .map(|(_, v, _)| v.to_owned()),
+            storage_group: shared_storage(r.group, r.version, r.kind)
+                .map(|(g, _, _)| g.to_owned())
+                .filter(|g| g != r.group),
+            conversion: shared_storage(r.group, r.version, r.kind)
+                .map_or(Conversion::ApiVersionOnly, |(_, _, c)| c),
             printer: rudder_printers::Printer::for_kind(r.group, r.kind),
         })
+        .chain(crate::metrics_api::resources())
         .collect()
+}
+
+/// Built-in kinds served at one version and stored at another `(group, version)`, as upstream
+/// stores each kind once whatever version it is written at.
+fn shared_storage(
+    group: &str,
+    version: &str,
+    kind: &str,
+) -> Option<(&'static str, &'static str, Conversion)> {
+    match (group, version, kind) {
+        ("autoscaling", "v1", "HorizontalPodAutoscaler") => {
+            Some(("autoscaling", "v2", Conversion::HorizontalPodAutoscaler))
+        }
+        ("events.k8s.io", "v1", "Event") => Some(("", "v1", Conversion::Event)),
+        _ => None,
+    }
 }
 
 /// Kubernetes' version ordering: GA > beta > alpha, higher numbers first.

@@ -29,12 +29,18 @@ pub struct ApiServer {
     /// TLS to node agents (for `pods/log`): the API server's client certificate, verifying the
     /// node's serving certificate against the cluster CA.
     pub(crate) kubelet_client: Option<Arc<rustls::ClientConfig>>,
+    /// The latest resource-metrics scrapes (`metrics.k8s.io`).
+    pub(crate) metrics: Arc<crate::metrics_api::Metrics>,
     /// Authenticators (client certificates, static, bootstrap and service-account tokens).
     pub(crate) authn: crate::authn::Authenticator,
     /// The RBAC policy, as of the watch cache.
     pub(crate) authz: crate::authz::Authz,
     /// The Service address range ClusterIPs are allocated from.
     pub(crate) service_range: ipnet::Ipv4Net,
+    /// The audit log, when configured.
+    pub(crate) audit: Option<Arc<crate::audit::Audit>>,
+    /// The store as encrypted at rest (the same as `store`), when configured.
+    pub(crate) encryption: Option<Arc<crate::encryption::EncryptedStore>>,
 }
 
 impl ApiServer {
@@ -53,13 +59,20 @@ impl ApiServer {
             server_address,
             openapi_v2: Default::default(),
             kubelet_client,
+            metrics: Default::default(),
             authn: Default::default(),
             authz: Default::default(),
             service_range: crate::service_range::DEFAULT,
+            audit: None,
+            encryption: None,
         }
     }
 
-    async fn route(&self, mut req: ApiRequest) -> Result<Response<Body>, ApiError> {
+    async fn route(
+        &self,
+        mut req: ApiRequest,
+        audit: &mut crate::audit::Recorder,
+    ) -> Result<Response<Body>, ApiError> {
         let path = req.parts.uri.path().to_owned();
         let query = request_info::parse_query(req.parts.uri.query());
         let public = matches!(
@@ -90,6 +103,7 @@ impl ApiServer {
             PathError::MethodNotAllowed => ApiError::method_not_allowed(e.to_string()),
         })?;
         // Impersonation, then authorization (`authz.rs`): Node, then RBAC.
+        audit.authenticated(req.parts.extensions.get::<rudder_auth::UserInfo>());
         crate::authz::impersonate(self, &mut req).await?;
         let user = req
             .parts
@@ -97,6 +111,7 @@ impl ApiServer {
             .get::<rudder_auth::UserInfo>()
             .ok_or_else(ApiError::unauthorized)?;
         let attrs = crate::authz::attributes(user, &method, &path, &target, &query);
+        audit.routed(&attrs, &target, &req);
         crate::authz::require(self, &attrs).await?;
         match target {
             Target::NonResource(p) if p == "/openapi/v2" => self.openapi_v2.serve(
@@ -157,10 +172,12 @@ impl Handler for ApiServer {
         let method = req.parts.method.clone();
         let uri = req.parts.uri.clone();
         let started = std::time::Instant::now();
-        let resp = match self.route(req).await {
-            Ok(r) => r,
-            Err(e) => error_response(&e),
+        let mut audit = crate::audit::Recorder::new(self.audit.as_ref(), &req);
+        let (resp, failure) = match self.route(req, &mut audit).await {
+            Ok(r) => (r, None),
+            Err(e) => (error_response(&e), Some(e.to_status())),
         };
+        let resp = audit.finish(resp, failure).await;
         tracing::debug!(%method, %uri, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
         resp
     }

@@ -75,6 +75,9 @@ pub fn check(
             }
         }
     }
+    if (resource.group.as_str(), resource.kind.as_str()) == ("networking.k8s.io", "NetworkPolicy") {
+        causes.extend(crate::network_policy::problems(obj));
+    }
     let unknown = if resource.custom {
         match &resource.schema {
             Some(schema) => {

@@ -16,6 +16,7 @@ mod events;
 mod expectations;
 pub mod gc;
 pub mod hash;
+pub mod hpa;
 mod informer;
 pub mod job;
 pub mod namespace;
@@ -54,6 +55,9 @@ pub struct Options {
     pub terminated_pod_gc_threshold: usize,
     /// Where the local-path provisioner puts volumes (`--local-path-dir`).
     pub local_path_dir: std::path::PathBuf,
+    /// How often each HorizontalPodAutoscaler is evaluated
+    /// (`--horizontal-pod-autoscaler-sync-period`).
+    pub hpa_sync_period: std::time::Duration,
 }
 
 impl Default for Options {
@@ -64,6 +68,7 @@ impl Default for Options {
             service_account_key_pem: None,
             terminated_pod_gc_threshold: podgc::DEFAULT_TERMINATED_POD_THRESHOLD,
             local_path_dir: volume::LOCAL_PATH_DIR.into(),
+            hpa_sync_period: hpa::DEFAULT_SYNC_PERIOD,
         }
     }
 }

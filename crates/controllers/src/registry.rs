@@ -105,6 +105,12 @@ pub fn all() -> Vec<Descriptor> {
             start: |ctx| Box::pin(crate::statefulset::run(ctx)),
         },
         Descriptor {
+            name: "horizontal-pod-autoscaler-controller",
+            alias: "horizontalpodautoscaling",
+            enabled_by_default: true,
+            start: |ctx| Box::pin(crate::hpa::run(ctx)),
+        },
+        Descriptor {
             name: "node-lifecycle-controller",
             alias: "nodelifecycle",
             enabled_by_default: true,

@@ -90,7 +90,9 @@ impl FieldSelector {
     }
 
     /// Checks every field against what `group`/`version`/`kind` supports, rewriting deprecated
-    /// spellings (`spec.host` → `spec.nodeName` for pods). The error carries upstream's text,
+    /// spellings (`spec.host` → `spec.nodeName` for pods) and the fields of kinds stored in
+    /// another version's shape (`regarding.name` of an `events.k8s.io` Event is the stored
+    /// core Event's `involvedObject.name`). The error carries upstream's text,
     /// e.g. `field label not supported: spec.foo`.
     pub fn convert_for(
         &self,
@@ -113,7 +115,7 @@ impl FieldSelector {
                 });
             }
             terms.push(FieldTerm {
-                field: selectable_fields::canonical(group, kind, &term.field).to_string(),
+                field: selectable_fields::stored_label(group, kind, &term.field).to_string(),
                 ..term.clone()
             });
         }

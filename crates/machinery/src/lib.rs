@@ -17,6 +17,8 @@
 //! Failures a caller cannot proceed from are [`MachineryError`] values; validators that upstream
 //! expresses as "list of problems" return `Vec<String>` (empty means valid).
 
+pub mod conversion;
+pub mod duration;
 mod error;
 pub mod field_selector;
 pub mod json_patch;

@@ -103,6 +103,26 @@ pub(crate) fn canonical<'a>(group: &str, kind: &str, label: &'a str) -> &'a str 
     }
 }
 
+/// The label under which a selector term is evaluated on the *stored* object: the label itself,
+/// except for `events.k8s.io` Events, which are stored as core Events (`regarding.name` is
+/// `involvedObject.name` there).
+pub(crate) fn stored_label<'a>(group: &str, kind: &str, label: &'a str) -> &'a str {
+    match (group, kind, canonical(group, kind, label)) {
+        ("events.k8s.io", "Event", "reportingController") => "reportingComponent",
+        ("events.k8s.io", "Event", l) => match l.strip_prefix("regarding.") {
+            Some("kind") => "involvedObject.kind",
+            Some("namespace") => "involvedObject.namespace",
+            Some("name") => "involvedObject.name",
+            Some("uid") => "involvedObject.uid",
+            Some("apiVersion") => "involvedObject.apiVersion",
+            Some("resourceVersion") => "involvedObject.resourceVersion",
+            Some("fieldPath") => "involvedObject.fieldPath",
+            _ => l,
+        },
+        (_, _, l) => l,
+    }
+}
+
 /// The value a selector compares for `label` of `object`, computed as upstream's field sets
 /// are: absent strings are `""`, absent booleans `"false"`, absent counters `"0"`.
 pub(crate) fn value(group: &str, kind: &str, object: &Value, label: &str) -> String {

@@ -168,7 +168,8 @@ fn whitelists_fields_per_kind() {
             "events.k8s.io",
             "Event",
             "regarding.name=web",
-            Ok("regarding.name=web"),
+            // events.k8s.io Events are stored as core Events: the term reads the stored field.
+            Ok("involvedObject.name=web"),
         ),
         (
             "certificates.k8s.io",

@@ -2,12 +2,15 @@
 //! node a pod subnet (`spec.podCIDR`, [`allocator`]), and the node agent puts a bridge on it and
 //! gives each pod an address from it on a veth pair ([`PodNetwork`]); [`routes`] sends traffic
 //! for other nodes' subnets to those nodes (host-gw). [`proxy`] is the service proxy
-//! (kube-proxy's role) in nftables.
+//! (kube-proxy's role) in nftables, and [`policy`] enforces NetworkPolicies in nftables;
+//! [`nft`] is what the two share.
 
 pub mod allocator;
 pub mod cidr;
 pub mod ipam;
 mod link;
+pub mod nft;
+pub mod policy;
 pub mod proxy;
 pub mod reflect;
 pub mod routes;

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use rudder_runtime::ContainerRuntime;
-use rudder_runtime::images::ImageStore;
+use rudder_runtime::ImageService;
 
 use crate::NodeError;
 use crate::machine::Machine;
@@ -38,6 +38,10 @@ pub struct AgentConfig {
     pub kubelet_tls: Option<Arc<rustls::ServerConfig>>,
     /// The pod network (bridge and state); `None` leaves pods without addresses.
     pub network: Option<rudder_net::NetworkOptions>,
+    /// With a CRI runtime that sets up pod networking itself (containerd runs CNI): the
+    /// directory its CNI plugin reads, where the agent writes a bridge + host-local config for
+    /// the node's pod subnet once it has one (ADR 0021).
+    pub cni_conf_dir: Option<PathBuf>,
     /// The cluster's DNS written into pods' resolv.conf; `None` gives pods the node's.
     pub cluster_dns: Option<crate::pod_dns::ClusterDns>,
     /// The node's resolv.conf.
@@ -57,6 +61,7 @@ impl AgentConfig {
             status_interval: Duration::from_secs(60),
             kubelet_tls: None,
             network: None,
+            cni_conf_dir: None,
             cluster_dns: None,
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             watch_pods: true,
@@ -66,7 +71,7 @@ impl AgentConfig {
 
 /// The runtime pods run on, and the image store (`None`: every image is present, simulated
 /// nodes).
-type PodRuntime = (Arc<dyn ContainerRuntime>, Option<Arc<ImageStore>>);
+type PodRuntime = (Arc<dyn ContainerRuntime>, Option<Arc<dyn ImageService>>);
 
 /// A node agent bound to one API server.
 pub struct Agent {
@@ -104,7 +109,7 @@ impl Agent {
     pub fn with_runtime(
         mut self,
         runtime: Arc<dyn ContainerRuntime>,
-        images: Arc<ImageStore>,
+        images: Arc<dyn ImageService>,
     ) -> Self {
         self.runtime = Some((runtime, Some(images)));
         self
@@ -143,6 +148,7 @@ impl Agent {
                     self.client.clone(),
                     self.node_name().to_owned(),
                     opts,
+                    self.config.cni_conf_dir.clone(),
                     slot.clone(),
                 ));
                 slot

@@ -1,6 +1,6 @@
 //! The agent's HTTPS endpoint (the kubelet's port 10250): what the API server proxies
-//! `kubectl logs`, `exec` and `port-forward` to. Clients must present a certificate of the
-//! cluster CA.
+//! `kubectl logs`, `exec` and `port-forward` to, and scrapes `/metrics/resource` from for
+//! `kubectl top`. Clients must present a certificate of the cluster CA.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -94,6 +94,15 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn ContainerRuntime>) -> R
         .as_slice()
     {
         ["healthz"] => text(StatusCode::OK, "ok"),
+        ["metrics", "resource"] => {
+            let body = crate::resource_metrics::resource_metrics(&*runtime).await;
+            let mut r = text(StatusCode::OK, body);
+            r.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
         ["exec", ns, pod, container] => {
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             crate::streaming::exec(req, runtime, &ns, &pod, &container).await

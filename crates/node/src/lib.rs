@@ -18,6 +18,7 @@ pub mod pod_status;
 pub mod pod_worker;
 pub mod pods;
 pub mod prober;
+pub mod resource_metrics;
 pub mod service_env;
 pub mod simulated;
 pub mod streaming;

@@ -116,6 +116,12 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> SandboxConfig {
         log_directory: None,
         labels: pod_labels(pod),
         annotations: BTreeMap::new(),
+        // Honoured by the CRI backend; the embedded runtime gives the pod its own namespace.
+        host_network: pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.host_network)
+            .unwrap_or(false),
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use rudder_runtime::images::{ImageStore, PullDecision, PullOptions, PullPolicy, Reference};
+use rudder_runtime::images::{PullDecision, PullPolicy, Reference};
 use rudder_runtime::{ContainerId, ContainerRuntime, ContainerState, SandboxId};
 use tokio::sync::watch;
 
@@ -39,7 +39,7 @@ pub struct Shared {
     pub client: kube::Client,
     pub runtime: Arc<dyn ContainerRuntime>,
     /// The node's images; `None` on simulated nodes, where every image is present.
-    pub images: Option<Arc<ImageStore>>,
+    pub images: Option<Arc<dyn rudder_runtime::ImageService>>,
     pub node_name: String,
     pub host_ip: String,
     /// The agent's data directory (pods' volumes live in `pods/<uid>/volumes`).
@@ -687,15 +687,15 @@ async fn ensure_image(shared: &Shared, image: &str, policy: Option<&str>) -> Res
     let Some(images) = &shared.images else {
         return Ok(());
     };
-    let present = images.contains(image).map_err(|e| e.to_string())?;
+    let present = images
+        .image_present(image)
+        .await
+        .map_err(|e| e.to_string())?;
     match rudder_runtime::images::decide(policy, present) {
         PullDecision::UseLocal => Ok(()),
         PullDecision::Pull => {
             tracing::info!(image, "pulling image");
-            images
-                .pull(image, &PullOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
+            images.pull_image(image).await.map_err(|e| e.to_string())?;
             tracing::info!(image, "pulled image");
             Ok(())
         }

@@ -4,6 +4,7 @@ mod agent;
 mod auth;
 mod image;
 mod node;
+mod security;
 mod server;
 mod simulate;
 mod token;

@@ -1,5 +1,6 @@
-//! Running a node agent with the embedded runtime: what `rudder server` does in-process and
-//! `rudder agent` does on another machine, from the same flags.
+//! Running a node agent on the embedded runtime or a CRI runtime (containerd): what
+//! `rudder server` does in-process and `rudder agent` does on another machine, from the same
+//! flags.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -26,12 +27,27 @@ pub struct NodeArgs {
     /// Run pods without pod networking (no bridge; pods have loopback only and no IP).
     #[arg(long)]
     pub disable_pod_network: bool,
+    /// Run pods on an external CRI runtime at this endpoint
+    /// (`unix:///run/containerd/containerd.sock`) instead of the embedded runtime.
+    #[arg(long)]
+    pub container_runtime_endpoint: Option<String>,
+    /// With `--container-runtime-endpoint`: the CNI config directory of the runtime, where the
+    /// agent writes the pod network's config (bridge + host-local on the node's pod subnet).
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub cni_conf_dir: std::path::PathBuf,
     /// Do not run the service proxy (ClusterIP and NodePort rules in nftables).
     #[arg(long)]
     pub disable_proxy: bool,
     /// The nftables table (family `ip`) the service proxy owns; removed when it stops.
     #[arg(long, default_value = "rudder")]
     pub proxy_table: String,
+    /// Do not enforce NetworkPolicies on this node's pods.
+    #[arg(long)]
+    pub disable_network_policy: bool,
+    /// The nftables table (family `inet`) the NetworkPolicy enforcer owns (default:
+    /// `<proxy-table>-netpol`); removed when it stops.
+    #[arg(long)]
+    pub network_policy_table: Option<String>,
     /// Do not run the cluster DNS server on this node.
     #[arg(long)]
     pub disable_dns: bool,
@@ -94,6 +110,20 @@ pub async fn start(
             },
         )
     });
+    // Policies filter pod traffic, so they need pods on a network.
+    let policy = (!args.disable_network_policy && !args.disable_pod_network).then(|| {
+        let client = client.clone();
+        let opts = rudder_net::policy::PolicyOptions {
+            node_name: args.name(),
+            table: args
+                .network_policy_table
+                .clone()
+                .unwrap_or_else(|| format!("{}-netpol", args.proxy_table)),
+        };
+        spawn_stoppable("network policy enforcer", move |stop| {
+            rudder_net::policy::run(client, opts, stop)
+        })
+    });
     // Routes to the other nodes' pods belong with the pod network.
     let routes = (!args.disable_pod_network).then(|| {
         let client = client.clone();
@@ -137,22 +167,21 @@ pub async fn start(
         bridge: args.pod_bridge.clone(),
         state_dir: data_dir.join("agent/network"),
     });
-    let images = crate::image::store(data_dir)?;
-    let runtime = rudder_runtime::embedded::EmbeddedRuntime::new(
-        rudder_runtime::embedded::RuntimeOptions {
-            root: data_dir.join("containers"),
-            shim: rudder_runtime::embedded::ShimCommand {
-                program: std::env::current_exe().context("locating the rudder binary")?,
-                args: vec!["shim".into()],
-            },
-            cgroup_parent: "rudder".into(),
-        },
-        images.clone(),
-    )
-    .context("container runtime")?;
+    let (runtime, images) = match &args.container_runtime_endpoint {
+        Some(endpoint) => {
+            // containerd attaches sandboxes to the network through CNI: the agent only writes
+            // the config for its bridge and subnet.
+            if agent_config.network.is_some() {
+                agent_config.cni_conf_dir = Some(args.cni_conf_dir.clone());
+            }
+            cri_runtime(endpoint, data_dir).await?
+        }
+        None => embedded_runtime(data_dir)?,
+    };
+    tracing::info!(runtime = %runtime.name(), "container runtime");
     let agent = rudder_node::Agent::new(client, agent_config)
         .context("node agent")?
-        .with_runtime(Arc::new(runtime), Arc::new(images));
+        .with_runtime(runtime, images);
     tracing::info!(node = %agent.node_name(), "starting the node agent");
     Ok(tokio::spawn(async move {
         if let Err(e) = agent
@@ -168,7 +197,7 @@ pub async fn start(
             let _ = tx.send(());
             let _ = task.await;
         }
-        for (tx, task) in [dns, routes].into_iter().flatten() {
+        for (tx, task) in [dns, routes, policy].into_iter().flatten() {
             let _ = tx.send(());
             let _ = task.await;
         }
@@ -258,4 +287,43 @@ fn start_dns(
         }
     });
     (tx, task)
+}
+
+/// A pod runtime and the image service its containers come from.
+type PodRuntime = (
+    Arc<dyn rudder_runtime::ContainerRuntime>,
+    Arc<dyn rudder_runtime::ImageService>,
+);
+
+/// The embedded runtime over `<data-dir>/containers`, with rudder's image store.
+fn embedded_runtime(data_dir: &Path) -> Result<PodRuntime> {
+    let images = crate::image::store(data_dir)?;
+    let runtime = rudder_runtime::embedded::EmbeddedRuntime::new(
+        rudder_runtime::embedded::RuntimeOptions {
+            root: data_dir.join("containers"),
+            shim: rudder_runtime::embedded::ShimCommand {
+                program: std::env::current_exe().context("locating the rudder binary")?,
+                args: vec!["shim".into()],
+            },
+            cgroup_parent: "rudder".into(),
+        },
+        images.clone(),
+    )
+    .context("container runtime")?;
+    Ok((Arc::new(runtime), Arc::new(images)))
+}
+
+/// A CRI runtime (containerd) at `endpoint`, which also holds the images. Pod cgroups go under
+/// `rudder/` as with the embedded runtime.
+async fn cri_runtime(endpoint: &str, data_dir: &Path) -> Result<PodRuntime> {
+    let cri = Arc::new(
+        rudder_runtime::cri::CriRuntime::connect(rudder_runtime::cri::CriOptions {
+            endpoint: endpoint.to_owned(),
+            cgroup_root: "rudder".into(),
+            log_root: data_dir.join("agent/cri-logs"),
+        })
+        .await
+        .with_context(|| format!("container runtime at {endpoint}"))?,
+    );
+    Ok((cri.clone(), cri))
 }

@@ -41,6 +41,9 @@ pub struct ServerArgs {
     /// Seconds between compactions of store history.
     #[arg(long, default_value_t = 300)]
     pub compaction_interval: u64,
+    /// How long Events are kept after their last update (Go duration: `1h`, `10m`).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub event_ttl: Duration,
     /// Do not run a node agent in this process (a control-plane-only server).
     #[arg(long)]
     pub disable_agent: bool,
@@ -70,6 +73,13 @@ pub struct ServerArgs {
     /// Directory the local-path provisioner creates volumes in (on the node running the pod).
     #[arg(long, default_value = rudder_controllers::volume::LOCAL_PATH_DIR)]
     pub local_path_dir: PathBuf,
+    /// How often each HorizontalPodAutoscaler is evaluated (Go duration: `15s`, `1m`).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: std::time::Duration,
+    /// How often the API server scrapes each node's resource metrics for `kubectl top`
+    /// (metrics-server's `--metric-resolution`; Go duration).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub metric_resolution: std::time::Duration,
     /// Do not run the scheduler in this process.
     #[arg(long)]
     pub disable_scheduler: bool,
@@ -91,6 +101,8 @@ pub struct ServerArgs {
     pub simulate: crate::simulate::SimulateArgs,
     #[command(flatten)]
     pub auth: crate::auth::AuthArgs,
+    #[command(flatten)]
+    pub security: crate::security::SecurityArgs,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -146,6 +158,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         advertise: format!("{}:{}", advertised_host(args.bind_address), args.port),
         tls: pki.server_config().context("TLS configuration")?,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
+        event_ttl: args.event_ttl,
         kubelet_client: Some(kubelet_client(&pki)?),
         auth: crate::auth::options(&args.auth, &pki)?,
         service_cluster_ip_range: args.service_cluster_ip_range,
@@ -153,6 +166,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             kubernetes_endpoint_ip(args.advertise_address, args.bind_address),
             args.port,
         ),
+        metric_resolution: args.metric_resolution,
+        encryption: crate::security::encryption(&args.security)?,
+        audit: crate::security::audit(&args.security)?,
     };
     let running = rudder_apiserver::start(store, config, async {
         let _ = stop_rx.await;
@@ -257,6 +273,7 @@ async fn start_controllers(
         service_account_key_pem: Some(pki.service_account_key_pem().0.to_owned()),
         terminated_pod_gc_threshold: args.terminated_pod_gc_threshold,
         local_path_dir: args.local_path_dir.clone(),
+        hpa_sync_period: args.horizontal_pod_autoscaler_sync_period,
     };
     rudder_controllers::registry::select(&options.controllers).context("--controllers")?;
     let (cidr, mask) = (args.cluster_cidr, args.node_cidr_mask_size);
@@ -396,4 +413,10 @@ pub(crate) async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// A Go duration flag value (`15s`, `1m30s`), as upstream's flags take them.
+fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    rudder_machinery::duration::parse_go_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration (examples: 15s, 1m30s, 500ms)"))
 }

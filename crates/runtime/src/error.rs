@@ -73,6 +73,15 @@ pub enum RuntimeError {
     /// The operation did not finish in time (exec_sync's timeout, a process that would not die).
     #[error("timed out: {0}")]
     Timeout(String),
+    /// A CRI call to an external runtime (containerd) failed, or its socket could not be dialled;
+    /// the message is the runtime's own.
+    #[error("CRI {op}: {message}")]
+    Cri {
+        /// The CRI method (`RunPodSandbox`, ...) or `connect`.
+        op: &'static str,
+        /// The gRPC status code and message.
+        message: String,
+    },
     /// Not implemented by this runtime (yet).
     #[error("unsupported: {0}")]
     Unsupported(&'static str),

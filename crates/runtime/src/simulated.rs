@@ -10,7 +10,7 @@
 //! - `exec_sync` succeeds with no output, so exec probes pass as they would for a healthy
 //!   program; streaming `exec` and anything that needs a process is
 //!   [`RuntimeError::Unsupported`];
-//! - stats are zeros.
+//! - stats are synthetic: a steady CPU rate and working set per container (`stats.rs`).
 //!
 //! Nothing is kept on disk: a restarted agent finds no sandboxes and starts pods afresh.
 
@@ -148,6 +148,7 @@ impl ContainerRuntime for SimulatedRuntime {
             created_at: SystemTime::now(),
             pid: None,
             netns_path: None,
+            ip: None,
             hostname: config.hostname,
             log_directory: config.log_directory,
             labels: config.labels,
@@ -334,16 +335,19 @@ impl ContainerRuntime for SimulatedRuntime {
     }
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
-        self.container_status(id).await?;
+        let st = self.container_status(id).await?;
+        let now = SystemTime::now();
+        let (cpu, memory) = stats::usage(&id.0, st.started_at, st.finished_at, now);
         Ok(ContainerStats {
             id: id.clone(),
-            timestamp: SystemTime::now(),
-            cpu_usage_core_nanoseconds: 0,
-            memory_working_set_bytes: 0,
-            memory_usage_bytes: 0,
+            timestamp: now,
+            cpu_usage_core_nanoseconds: cpu,
+            memory_working_set_bytes: memory,
+            memory_usage_bytes: memory,
         })
     }
 }
 
+mod stats;
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,10 @@ pub struct SandboxConfig {
     pub labels: BTreeMap<String, String>,
     /// Annotations, returned like labels.
     pub annotations: BTreeMap<String, String>,
+    /// Share the host's network namespace (`hostNetwork: true`). The CRI backend honours it
+    /// (its [`SandboxStatus::netns_path`] is then `None`); the embedded runtime does not yet.
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 /// Whether a sandbox's namespaces are alive.
@@ -86,7 +90,12 @@ pub struct SandboxStatus {
     /// The host pid of the process holding the namespaces, while Ready.
     pub pid: Option<u32>,
     /// The network namespace (`/proc/<pid>/ns/net`) while Ready: where pod networking attaches.
+    /// `None` for a host-network sandbox of the CRI backend.
     pub netns_path: Option<PathBuf>,
+    /// The pod's address when the runtime set up its network itself (containerd runs CNI);
+    /// `None` when the agent attaches the sandbox to the pod network (the embedded runtime).
+    #[serde(default)]
+    pub ip: Option<String>,
     /// The hostname.
     pub hostname: String,
     /// The log directory given at creation.

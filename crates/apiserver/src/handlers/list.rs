@@ -78,10 +78,14 @@ pub(crate) fn table_options(ctx: &Ctx<'_>) -> Result<TableOptions, ApiError> {
 }
 
 /// The Table for `values` of the request's kind.
-fn table_for(ctx: &Ctx<'_>, values: &[Value]) -> Result<Value, ApiError> {
+fn table_for(ctx: &Ctx<'_>, mut values: Vec<Value>) -> Result<Value, ApiError> {
+    // Printers read the served version's fields.
+    for v in &mut values {
+        ctx.resource.to_served(v);
+    }
     Ok(rudder_printers::table(
         &ctx.resource.printer,
-        values,
+        &values,
         table_options(ctx)?,
         now_secs(),
     ))
@@ -101,7 +105,7 @@ fn table_of(ctx: &Ctx<'_>, objects: &[Arc<CachedObject>]) -> Result<Value, ApiEr
         .map(|o| o.value())
         .collect::<Result<_, _>>()
         .map_err(ApiError::internal)?;
-    table_for(ctx, &values)
+    table_for(ctx, values)
 }
 
 /// One object, as JSON or as a one-row Table.
@@ -121,7 +125,7 @@ pub(crate) fn object_response(
         }
         Render::Table => {
             let value = obj.value().map_err(ApiError::internal)?;
-            let mut table = table_for(ctx, &[value])?;
+            let mut table = table_for(ctx, vec![value])?;
             table["metadata"] = json!({"resourceVersion": obj.rev.to_string()});
             Ok(json_response(
                 code,
@@ -216,6 +220,11 @@ pub(crate) async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     if let Some(rev) = super::read::settle(cache, params.read_at()?).await? {
         return list_from_store(ctx, &prefix, None, rev, params.limit, &filter).await;
+    }
+    // A list that would include an unreadable object fails whole, as upstream's does, rather
+    // than silently leaving it out.
+    if let Some(why) = cache.broken_under(&prefix) {
+        return Err(ApiError::internal(why));
     }
     let (objects, rev, more) = cache.list(&prefix, None, params.limit, |o| filter.matches(o));
     let next = if more {

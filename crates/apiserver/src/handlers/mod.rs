@@ -26,6 +26,7 @@ use crate::server::ApiServer;
 use crate::status::ApiError;
 
 pub(crate) use body::decode_body;
+pub(crate) use node_proxy::{connect_node, kubelet_endpoint};
 
 /// Everything a verb handler needs about the request.
 pub(crate) struct Ctx<'a> {
@@ -45,7 +46,7 @@ impl Ctx<'_> {
             .as_deref()
             .ok_or_else(ApiError::path_not_found)?;
         Ok(keys::object_key(
-            &self.resource.group,
+            self.resource.key_group(),
             &self.resource.plural,
             self.target.namespace.as_deref(),
             name,
@@ -55,7 +56,7 @@ impl Ctx<'_> {
     /// Prefix of the addressed collection.
     pub fn prefix(&self) -> String {
         keys::collection_prefix(
-            &self.resource.group,
+            self.resource.key_group(),
             &self.resource.plural,
             self.target.namespace.as_deref(),
         )
@@ -109,6 +110,10 @@ pub(crate) async fn resource(
         resource,
         query,
     };
+    // Resource metrics are computed from scrapes, not stored (`metrics_api`).
+    if ctx.resource.group == crate::metrics_api::GROUP {
+        return crate::metrics_api::serve(&ctx).await;
+    }
     match (ctx.target.verb, ctx.target.subresource.as_deref()) {
         (Verb::Get, None | Some("status")) => read::get(&ctx).await,
         (Verb::Get, Some("scale")) => read::get_scale(&ctx).await,

@@ -118,7 +118,7 @@ pub(super) fn node_of(ctx: &Ctx<'_>, pod: &Value) -> Result<(String, String, u16
 
 /// Where the node's agent listens: its InternalIP (else its host name), the host name to verify
 /// its certificate against, and its port.
-fn kubelet_endpoint(node: &Value, node_name: &str) -> (String, String, u16) {
+pub(crate) fn kubelet_endpoint(node: &Value, node_name: &str) -> (String, String, u16) {
     let addresses = node.pointer("/status/addresses").and_then(Value::as_array);
     let of = |t: &str| {
         addresses
@@ -139,7 +139,7 @@ fn kubelet_endpoint(node: &Value, node_name: &str) -> (String, String, u16) {
 }
 
 /// A TLS connection to the node's agent, its certificate checked against the cluster CA.
-pub(super) async fn connect_node(
+pub(crate) async fn connect_node(
     tls: Arc<rustls::ClientConfig>,
     address: &str,
     hostname: &str,

@@ -21,7 +21,14 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>) -> Result<CachedObject, ApiError> {
         return CachedObject::decode(&kv.key, &kv.value, kv.mod_revision)
             .map_err(ApiError::internal);
     }
-    let obj = cache.get(&key).ok_or_else(|| ctx.not_found())?;
+    let Some(obj) = cache.get(&key) else {
+        // Stored but unreadable (encrypted with a key this server lacks): a 500 naming the
+        // key, never a 404 that would invite re-creating it.
+        return Err(match cache.broken(&key) {
+            Some(why) => ApiError::internal(why),
+            None => ctx.not_found(),
+        });
+    };
     // The cache holds decoded bytes behind an Arc; handlers want an owned view.
     Ok(CachedObject {
         key: obj.key.clone(),

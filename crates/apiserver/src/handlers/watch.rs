@@ -81,9 +81,10 @@ impl Encoder {
         let Some(t) = &self.table else {
             return event_line(kind, &self.resource.serve(&obj.json));
         };
-        let Ok(value) = obj.value() else {
+        let Ok(mut value) = obj.value() else {
             return event_line(kind, &obj.json);
         };
+        self.resource.to_served(&mut value);
         let first = !t.headers_sent.swap(true, Ordering::Relaxed);
         let options = TableOptions {
             no_headers: !first,
@@ -149,6 +150,12 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             "Too large resource version: {rev}, current: {}",
             cache.revision()
         )));
+    }
+    // A watch that starts with the current objects fails like the list would.
+    if after.is_none()
+        && let Some(why) = cache.broken_under(&prefix)
+    {
+        return Err(ApiError::internal(why));
     }
     let bookmark_kind = (ctx.resource.kind.clone(), ctx.resource.api_version());
     let encoder = Encoder::for_request(ctx)?;

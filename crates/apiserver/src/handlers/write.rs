@@ -125,7 +125,7 @@ async fn create_object(
         managed_fields::on_create(&mut obj, &merge_schema(&ctx), &writer);
     }
     let key = keys::object_key(
-        &ctx.resource.group,
+        ctx.resource.key_group(),
         &ctx.resource.plural,
         ctx.target.namespace.as_deref(),
         &name,
@@ -258,8 +258,12 @@ async fn guaranteed_update(
         if let Some(m) = unchanged.get_mut("metadata").and_then(Value::as_object_mut) {
             m.remove("resourceVersion");
         }
-        if unchanged == new {
-            // A no-op update writes nothing and keeps the resourceVersion, as upstream.
+        if unchanged == new
+            && !crate::encryption::stale(ctx.server.encryption.as_deref(), &key, kv.mod_revision)
+                .await
+        {
+            // A no-op update writes nothing and keeps the resourceVersion, as upstream (unless
+            // the stored value is encrypted otherwise than now: key rotation rewrites it).
             let object = CachedObject::decode(&key, &kv.value, kv.mod_revision)
                 .map_err(ApiError::internal)?;
             return Ok(Updated { object, warnings });

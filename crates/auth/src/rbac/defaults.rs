@@ -319,6 +319,17 @@ pub fn cluster_roles() -> Vec<Value> {
             &view_rules(),
             &[],
         ),
+        // What metrics-server ships so `view`, `edit` and `admin` include `kubectl top`.
+        cluster_role(
+            "system:aggregated-metrics-reader",
+            &[
+                "aggregate-to-view",
+                "aggregate-to-edit",
+                "aggregate-to-admin",
+            ],
+            &[r(READ, "metrics.k8s.io", &["pods", "nodes"])],
+            &[],
+        ),
         cluster_role(
             "system:discovery",
             &[],

@@ -1,7 +1,7 @@
 //! The Node authorizer: a node agent (`system:node:NAME` in `system:nodes`) may touch its own
 //! Node and Lease, the pods bound to it, the secrets, config maps, claims, volumes and
 //! service accounts those pods use, and its DNS server's EndpointSlice — nothing else of that
-//! kind. Like upstream it never
+//! kind — and read Namespaces and NetworkPolicies (its policy enforcer). Like upstream it never
 //! refuses outright: what it does not allow goes on to RBAC, with its reason for the message.
 //!
 //! Where objects are is the caller's knowledge ([`NodeGraph`]); this module only decides.
@@ -99,6 +99,14 @@ fn static_rules() -> Vec<Rule> {
             &["get", "list", "watch"],
             &["node.k8s.io"],
             &["runtimeclasses"],
+        ),
+        // rudder's NetworkPolicy enforcer runs in the node agent's process; upstream's
+        // enforcers (kube-router, Calico) get the same reads through their own accounts.
+        Rule::resource(&["get", "list", "watch"], &[""], &["namespaces"]),
+        Rule::resource(
+            &["get", "list", "watch"],
+            &["networking.k8s.io"],
+            &["networkpolicies"],
         ),
         Rule::resource(
             &["get", "list", "watch"],

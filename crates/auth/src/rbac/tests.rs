@@ -289,6 +289,13 @@ fn default_policy_table() {
             true,
         ),
         (res(&alice, "get", "", "namespaces", "a", "a"), true),
+        // `kubectl top pods` for a viewer, through system:aggregated-metrics-reader.
+        (res(&alice, "list", "metrics.k8s.io", "pods", "a", ""), true),
+        (res(&alice, "get", "metrics.k8s.io", "pods", "a", "p"), true),
+        (
+            res(&alice, "list", "metrics.k8s.io", "pods", "b", ""),
+            false,
+        ),
         (res(&alice, "get", "", "secrets", "a", "s"), false),
         (res(&alice, "list", "", "pods", "b", ""), false),
         (res(&alice, "create", "", "pods", "a", ""), false),
@@ -520,6 +527,22 @@ fn node_authorizer_table() {
             true,
         ),
         (res(&n1, "create", "", "namespaces", "", ""), false),
+        (res(&n1, "watch", "", "namespaces", "", ""), true),
+        (
+            res(&n1, "list", "networking.k8s.io", "networkpolicies", "", ""),
+            true,
+        ),
+        (
+            res(
+                &n1,
+                "create",
+                "networking.k8s.io",
+                "networkpolicies",
+                "ns",
+                "",
+            ),
+            false,
+        ),
         (res(&not_node, "get", "", "nodes", "", "n1"), false),
         // Its DNS server's EndpointSlice, and no other.
         (slice(&n1, "create", "kube-system", ""), true),

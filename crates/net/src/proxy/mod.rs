@@ -1,14 +1,12 @@
 //! The service proxy, kube-proxy's role in nftables: watches Services and EndpointSlices,
 //! computes the table this node should have ([`model::desired`], pure), and changes the kernel's
-//! copy by the difference to what it applied last ([`ruleset::diff`]) through `nft -f -`.
+//! copy by the difference to what it applied last ([`ruleset::diff`], [`crate::nft::sync`])
+//! through `nft -f -`.
 //! One table per proxy ([`ProxyOptions::table`]), deleted on a clean stop.
 
 pub mod model;
-mod nft;
-pub mod ruleset;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -18,28 +16,14 @@ use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use tokio::sync::Notify;
 
+pub use crate::nft::ruleset;
+use crate::nft::{self, Table};
+
 pub use model::NodeInfo;
 pub use ruleset::Ruleset;
 
-/// Shortest time between two syncs: a burst of changes (a Deployment scaling) becomes one
-/// transaction, as upstream's `minSyncPeriod`.
-const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(250);
-/// Wait before retrying after `nft` failed.
-const RETRY_INTERVAL: Duration = Duration::from_secs(2);
-
 /// What can go wrong running the proxy.
-#[derive(Debug, thiserror::Error)]
-pub enum ProxyError {
-    /// The `nft` program could not be started (Debian package `nftables`).
-    #[error("running nft (is the nftables package installed?): {0}")]
-    NftMissing(std::io::Error),
-    /// `nft` refused a script.
-    #[error("nft: {0}")]
-    Nft(String),
-    /// The table name is not one nft accepts.
-    #[error("invalid table name {0:?}: letters, digits, '-' and '_', starting with a letter")]
-    TableName(String),
-}
+pub type ProxyError = nft::NftError;
 
 /// How the proxy runs.
 #[derive(Clone, Debug)]
@@ -53,12 +37,9 @@ pub struct ProxyOptions {
     pub cluster_cidr: Option<Ipv4Net>,
 }
 
-fn valid_table(name: &str) -> bool {
-    name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+/// The proxy's table called `name`.
+fn table(name: &str) -> Table<'_> {
+    Table::ip(name, "rudder service proxy")
 }
 
 /// Runs the proxy until `stop` resolves, then deletes its table.
@@ -67,18 +48,10 @@ pub async fn run(
     opts: ProxyOptions,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), ProxyError> {
-    if !valid_table(&opts.table) {
-        return Err(ProxyError::TableName(opts.table));
-    }
-    // Fails early, with a clear message, when nft is missing.
-    tokio::task::spawn_blocking({
-        let table = opts.table.clone();
-        move || nft::delete_table(&table)
-    })
-    .await
-    .map_err(|e| ProxyError::Nft(e.to_string()))??;
+    let table = table(&opts.table);
+    nft::sync::prepare(&table).await?;
     nft::kernel_settings();
-    tracing::info!(table = %opts.table, "service proxy starting");
+    tracing::info!(%table, "service proxy starting");
     let changed = Arc::new(Notify::new());
     let services = crate::reflect::reflect::<Service>(
         Api::all(client.clone()),
@@ -98,7 +71,7 @@ pub async fn run(
         &changed,
         "watch",
     );
-    let work = sync_loop(&opts, &services.0, &slices.0, &nodes.0, &changed);
+    let work = sync_loop(&opts, &table, &services.0, &slices.0, &nodes.0, &changed);
     tokio::pin!(stop);
     tokio::select! {
         () = &mut stop => {}
@@ -107,18 +80,13 @@ pub async fn run(
     for task in [services.1, slices.1, nodes.1] {
         task.abort();
     }
-    let table = opts.table.clone();
-    let removed = tokio::task::spawn_blocking(move || nft::delete_table(&table)).await;
-    match removed {
-        Ok(Ok(())) => tracing::info!(table = %opts.table, "service proxy stopped, table removed"),
-        Ok(Err(e)) => tracing::warn!(error = %e, "removing the proxy's table"),
-        Err(e) => tracing::warn!(error = %e, "removing the proxy's table"),
-    }
+    nft::sync::remove(&table, "service proxy").await;
     Ok(())
 }
 
 async fn sync_loop(
     opts: &ProxyOptions,
+    table: &Table<'_>,
     services: &Store<Service>,
     slices: &Store<EndpointSlice>,
     nodes: &Store<Node>,
@@ -135,57 +103,13 @@ async fn sync_loop(
         }
     }
     tracing::info!("service proxy caches synced");
-    // What the kernel holds, as far as this proxy knows; `None` after a failure, so the next
-    // sync rewrites the whole table.
-    let mut applied: Option<Ruleset> = None;
-    let mut waiting_logged = false;
-    loop {
-        let Some(node) = node_info(opts, nodes) else {
-            if !waiting_logged {
-                tracing::info!("service proxy waiting for the node's pod CIDR");
-                waiting_logged = true;
-            }
-            changed.notified().await;
-            continue;
-        };
+    nft::sync::keep_in_step(table, "service proxy", changed, || {
+        let node = node_info(opts, nodes).ok_or("the node's pod CIDR")?;
         let svcs: Vec<Service> = services.state().iter().map(|s| (**s).clone()).collect();
         let eps: Vec<EndpointSlice> = slices.state().iter().map(|s| (**s).clone()).collect();
-        let want = model::desired(&svcs, &eps, &node);
-        let script = match &applied {
-            Some(old) => ruleset::diff(&opts.table, old, &want),
-            None => ruleset::full(&opts.table, &want),
-        };
-        let first = applied.is_none();
-        if script.is_empty() {
-            changed.notified().await;
-            tokio::time::sleep(MIN_SYNC_INTERVAL).await;
-            continue;
-        }
-        let result = tokio::task::spawn_blocking(move || nft::apply(&script)).await;
-        match result {
-            Ok(Ok(())) => {
-                let services = want.maps["service-ips"].elements.len();
-                if first {
-                    tracing::info!(table = %opts.table, services, "service proxy table written");
-                } else {
-                    tracing::debug!(services, "service proxy table updated");
-                }
-                applied = Some(want);
-                changed.notified().await;
-                tokio::time::sleep(MIN_SYNC_INTERVAL).await;
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "service proxy sync failed; rewriting the table next");
-                applied = None;
-                tokio::time::sleep(RETRY_INTERVAL).await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "service proxy sync task");
-                applied = None;
-                tokio::time::sleep(RETRY_INTERVAL).await;
-            }
-        }
-    }
+        Ok(model::desired(&svcs, &eps, &node))
+    })
+    .await;
 }
 
 fn node_info(opts: &ProxyOptions, nodes: &Store<Node>) -> Option<NodeInfo> {
@@ -216,7 +140,7 @@ mod tests {
     struct TableGuard(String);
     impl Drop for TableGuard {
         fn drop(&mut self) {
-            let _ = nft::delete_table(&self.0);
+            let _ = nft::delete_table(&table(&self.0));
         }
     }
 
@@ -254,8 +178,9 @@ mod tests {
     /// The scripts are real nft: written to the kernel, then changed by a diff (root, nft).
     #[test]
     fn nft_accepts_full_and_diff_scripts() {
-        let table = format!("rudder-unit-{}", std::process::id());
-        let _guard = TableGuard(table.clone());
+        let name = format!("rudder-unit-{}", std::process::id());
+        let _guard = TableGuard(name.clone());
+        let table = table(&name);
         let node = NodeInfo {
             name: "n1".into(),
             cluster_cidr: "10.255.255.0/24".parse().expect("cidr"),
@@ -274,7 +199,7 @@ mod tests {
         let back = ruleset::diff(&table, &second, &first);
         nft::apply(&back).unwrap_or_else(|e| panic!("{e}\n{back}"));
         let listed = std::process::Command::new("nft")
-            .args(["list", "table", "ip", &table])
+            .args(["list", "table", "ip", &name])
             .output()
             .expect("nft list");
         let listed = String::from_utf8_lossy(&listed.stdout);
@@ -285,20 +210,5 @@ mod tests {
         );
         nft::delete_table(&table).expect("delete");
         nft::delete_table(&table).expect("deleting a missing table is fine");
-    }
-
-    #[test]
-    fn table_names() {
-        for (name, ok) in [
-            ("rudder", true),
-            ("rudder-40123", true),
-            ("a_b", true),
-            ("1abc", false),
-            ("", false),
-            ("bad name", false),
-            ("x;flush ruleset", false),
-        ] {
-            assert_eq!(valid_table(name), ok, "{name}");
-        }
     }
 }

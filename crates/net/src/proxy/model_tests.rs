@@ -389,7 +389,7 @@ fn an_endpoint_going_unready_changes_only_its_service() {
         &[slice("web", &[A_UNREADY, B]), slice("other", &[B])],
         &node(),
     );
-    let script = super::super::ruleset::diff("t", &before, &after);
+    let script = super::super::ruleset::diff(&crate::nft::Table::ip("t", "test"), &before, &after);
     assert_eq!(
         script,
         format!(

@@ -117,6 +117,12 @@ impl Server {
         format!("rudder-{}", self.port)
     }
 
+    /// The NetworkPolicy enforcer's nftables table (family `inet`): the default, named after
+    /// the proxy table.
+    pub fn network_policy_table(&self) -> String {
+        format!("{}-netpol", self.proxy_table())
+    }
+
     /// The server's Service range: a /26 of 100.64.0.0/10 named after its (unique) port, apart
     /// from every pod range (10.0.0.0/8) the harness hands out; or the one the test gave.
     pub fn service_range(&self) -> String {
@@ -338,6 +344,10 @@ impl Drop for Server {
         // A killed server leaves its proxy table behind.
         let _ = Command::new("nft")
             .args(["delete", "table", "ip", &self.proxy_table()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "inet", &self.network_policy_table()])
             .stderr(Stdio::null())
             .status();
     }

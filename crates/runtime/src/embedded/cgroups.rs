@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::thread::sleep;
 use std::time::Duration;
 
+use super::cgroup_stats::{self, keyed};
 use crate::error::{Result, RuntimeError};
 use crate::types::Resources;
 
@@ -67,14 +68,6 @@ fn write(dir: &Path, file: &str, value: &str) -> Result<()> {
 
 fn read(dir: &Path, file: &str) -> Option<String> {
     fs::read_to_string(dir.join(file)).ok()
-}
-
-/// The value of `key` in a flat-keyed file (`memory.stat`, `memory.events`, `cpu.stat`, ...).
-fn keyed(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
-    })
 }
 
 impl Cgroup {
@@ -203,9 +196,9 @@ impl Cgroup {
         Ok(())
     }
 
-    /// (cpu nanoseconds, memory usage, memory working set).
+    /// (cpu nanoseconds, memory usage, memory working set), parsed by `cgroup_stats.rs`.
     pub fn stats(&self) -> Result<(u64, u64, u64)> {
-        match self.mode {
+        let parsed = match self.mode {
             Mode::V1 => {
                 let cpu_dir = self
                     .controller_dir("cpuacct")
@@ -213,31 +206,28 @@ impl Cgroup {
                 let mem_dir = self
                     .controller_dir("memory")
                     .ok_or_else(|| cg_err(&self.rel, "no memory hierarchy"))?;
-                let cpu = read(&cpu_dir, "cpuacct.usage")
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or_else(|| cg_err(&cpu_dir, "unreadable cpuacct.usage"))?;
-                let usage: u64 = read(&mem_dir, "memory.usage_in_bytes")
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or_else(|| cg_err(&mem_dir, "unreadable memory.usage_in_bytes"))?;
-                let inactive = read(&mem_dir, "memory.stat")
-                    .and_then(|s| keyed(&s, "total_inactive_file"))
-                    .unwrap_or(0);
-                Ok((cpu, usage, usage.saturating_sub(inactive)))
+                cgroup_stats::parse_v1(
+                    &read(&cpu_dir, "cpuacct.usage").unwrap_or_default(),
+                    &read(&mem_dir, "memory.usage_in_bytes").unwrap_or_default(),
+                    &read(&mem_dir, "memory.stat").unwrap_or_default(),
+                )
+                .ok_or_else(|| cg_err(&mem_dir, "unreadable cpuacct.usage or memory usage"))?
             }
             Mode::V2 => {
                 let dir = Path::new(ROOT).join(&self.rel);
-                let cpu = read(&dir, "cpu.stat")
-                    .and_then(|s| keyed(&s, "usage_usec"))
-                    .ok_or_else(|| cg_err(&dir, "unreadable cpu.stat"))?;
-                let usage: u64 = read(&dir, "memory.current")
-                    .and_then(|s| s.trim().parse().ok())
-                    .ok_or_else(|| cg_err(&dir, "unreadable memory.current"))?;
-                let inactive = read(&dir, "memory.stat")
-                    .and_then(|s| keyed(&s, "inactive_file"))
-                    .unwrap_or(0);
-                Ok((cpu * 1000, usage, usage.saturating_sub(inactive)))
+                cgroup_stats::parse_v2(
+                    &read(&dir, "cpu.stat").unwrap_or_default(),
+                    &read(&dir, "memory.current").unwrap_or_default(),
+                    &read(&dir, "memory.stat").unwrap_or_default(),
+                )
+                .ok_or_else(|| cg_err(&dir, "unreadable cpu.stat or memory.current"))?
             }
-        }
+        };
+        Ok((
+            parsed.cpu_usage_ns,
+            parsed.memory_usage_bytes,
+            parsed.memory_working_set_bytes,
+        ))
     }
 
     /// Removes the directories. A cgroup stays busy for a moment after its last process is
@@ -345,12 +335,5 @@ mod tests {
             let got: Vec<(&str, &str)> = got.iter().map(|(f, v)| (*f, v.as_str())).collect();
             assert_eq!(got, want, "{res:?}");
         }
-    }
-
-    #[test]
-    fn keyed_files() {
-        let s = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n";
-        assert_eq!(keyed(s, "oom_kill"), Some(3));
-        assert_eq!(keyed(s, "oom"), None);
     }
 }

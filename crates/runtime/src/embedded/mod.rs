@@ -5,6 +5,7 @@
 //! Why hand-written rather than youki's libcontainer, the process model and how adoption works:
 //! `docs/adr/0006-embedded-container-runtime.md`. The on-disk layout is in `state.rs`.
 
+mod cgroup_stats;
 mod cgroups;
 mod init;
 mod logs;
@@ -163,6 +164,8 @@ impl Inner {
             created_at: record.created_at,
             pid: proc_ref.map(|p| p.pid),
             netns_path: proc_ref.map(|p| PathBuf::from(format!("/proc/{}/ns/net", p.pid))),
+            // The agent attaches the sandbox to the pod network itself.
+            ip: None,
             hostname: record.config.hostname,
             log_directory: record.config.log_directory,
             labels: record.config.labels,

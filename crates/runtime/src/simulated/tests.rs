@@ -230,8 +230,15 @@ async fn exec_streams_and_unknown_ids_are_errors() {
         err.to_string().contains("not supported on simulated nodes"),
         "{err}"
     );
-    let stats = rt.container_stats(&c).await.unwrap();
-    assert_eq!(stats.memory_working_set_bytes, 0);
+    // A running container reports its synthetic working set and a CPU counter that grows.
+    let first = rt.container_stats(&c).await.unwrap();
+    assert!(first.memory_working_set_bytes >= 4 << 20);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let second = rt.container_stats(&c).await.unwrap();
+    assert!(second.cpu_usage_core_nanoseconds > first.cpu_usage_core_nanoseconds);
+    rt.stop_container(&c, Duration::ZERO).await.unwrap();
+    let stopped = rt.container_stats(&c).await.unwrap();
+    assert_eq!(stopped.memory_working_set_bytes, 0);
     let ghost = ContainerId("nope".into());
     assert!(matches!(
         rt.container_stats(&ghost).await,

@@ -3,7 +3,9 @@
 //!
 //! They use Debian's `busybox-static` (`/bin/busybox`) and `docker-registry` packages, which
 //! `scripts/test` installs. Errors are `io::Error`s: these helpers serve tests, not the runtime.
+//! [`conformance`] is the behavioural suite every `ContainerRuntime` implementation runs.
 
+pub mod conformance;
 mod image;
 mod registry;
 
