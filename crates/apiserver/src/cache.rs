@@ -280,6 +280,34 @@ impl WatchCache {
         (out, state.rev, more)
     }
 
+    /// How many objects each group-resource holds (`pods`, `deployments.apps`), for
+    /// `apiserver_storage_objects`. One pass over the keys, at scrape time only.
+    pub fn count_by_resource(&self) -> Vec<(String, i64)> {
+        let state = self.read();
+        let mut out: Vec<(String, i64)> = Vec::new();
+        let mut last: Option<(&str, &str)> = None;
+        for key in state.objects.keys() {
+            let Some((group, resource, _)) = crate::keys::split_key(key) else {
+                continue;
+            };
+            // Keys are sorted, so one resource's keys are adjacent.
+            if last == Some((group, resource)) {
+                if let Some((_, n)) = out.last_mut() {
+                    *n += 1;
+                }
+                continue;
+            }
+            last = Some((group, resource));
+            let name = if group.is_empty() {
+                resource.to_owned()
+            } else {
+                format!("{resource}.{group}")
+            };
+            out.push((name, 1));
+        }
+        out
+    }
+
     /// Starts a watch on `prefix`: from `after` (events with a greater revision), or with the
     /// current objects as ADDED events when `after` is `None`.
     pub fn watch(&self, prefix: &str, after: Option<Revision>) -> Result<WatchStart, TooOld> {

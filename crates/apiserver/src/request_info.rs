@@ -147,6 +147,8 @@ pub fn parse(
         [resource] => (None, *resource, None, None),
         [resource, name] => (None, *resource, Some(*name), None),
         [resource, name, sub] => (None, *resource, Some(*name), Some(*sub)),
+        // `nodes/{name}/proxy/{path...}`: the rest of the path goes to the node.
+        [resource, name, "proxy", _, ..] => (None, *resource, Some(*name), Some("proxy")),
         _ => return Err(PathError::NotFound),
     };
     if resource.is_empty() || name == Some("") || namespace == Some("") {
@@ -244,6 +246,20 @@ mod tests {
                 }),
             ),
             ("POST", "/api/v1", "", Err(PathError::MethodNotAllowed)),
+            (
+                "GET",
+                "/api/v1/nodes/n1/proxy/logs/pods/",
+                "",
+                Ok(Target::Resource(ResourceRequest {
+                    group: "".into(),
+                    version: "v1".into(),
+                    namespace: None,
+                    resource: "nodes".into(),
+                    name: Some("n1".into()),
+                    subresource: Some("proxy".into()),
+                    verb: Get,
+                })),
+            ),
             (
                 "GET",
                 "/version",

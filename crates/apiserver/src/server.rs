@@ -72,9 +72,15 @@ impl ApiServer {
         &self,
         mut req: ApiRequest,
         audit: &mut crate::audit::Recorder,
+        labels: &mut crate::instrument::RequestLabels,
     ) -> Result<Response<Body>, ApiError> {
         let path = req.parts.uri.path().to_owned();
         let query = request_info::parse_query(req.parts.uri.query());
+        // The dashboard's page and scripts are public, as upstream's are (ADR 0022): they hold
+        // no data, and every API call the page makes carries the user's own token.
+        if let Some(resp) = rudder_dashboard::serve(&req.parts.method, &path, &req.parts.headers) {
+            return Ok(resp.map(crate::http::full));
+        }
         let public = matches!(
             path.as_str(),
             "/healthz" | "/readyz" | "/livez" | "/version"
@@ -102,6 +108,12 @@ impl ApiServer {
             PathError::NotFound => ApiError::path_not_found(),
             PathError::MethodNotAllowed => ApiError::method_not_allowed(e.to_string()),
         })?;
+        *labels = crate::instrument::request_labels(
+            &method,
+            &target,
+            &query,
+            header(&req, "content-type"),
+        );
         // Impersonation, then authorization (`authz.rs`): Node, then RBAC.
         audit.authenticated(req.parts.extensions.get::<rudder_auth::UserInfo>());
         crate::authz::impersonate(self, &mut req).await?;
@@ -155,6 +167,10 @@ impl ApiServer {
                     .body(crate::http::full("ok"))
                     .unwrap_or_else(|_| Response::new(crate::http::full("ok"))))
             }
+            "/metrics" => {
+                crate::instrument::set_storage_objects(self.cache.count_by_resource());
+                Ok(crate::instrument::exposition())
+            }
             "/openapi/v3" => Ok(json_ok(&crate::openapi::index(&self.resources))),
             p if p.starts_with("/openapi/v3/") => {
                 let gv = p.trim_start_matches("/openapi/v3/");
@@ -173,13 +189,25 @@ impl Handler for ApiServer {
         let uri = req.parts.uri.clone();
         let started = std::time::Instant::now();
         let mut audit = crate::audit::Recorder::new(self.audit.as_ref(), &req);
-        let (resp, failure) = match self.route(req, &mut audit).await {
+        let mut labels = crate::instrument::RequestLabels::unrouted(method.as_str());
+        let (resp, failure) = match self.route(req, &mut audit, &mut labels).await {
             Ok(r) => (r, None),
             Err(e) => (error_response(&e), Some(e.to_status())),
         };
         let resp = audit.finish(resp, failure).await;
         tracing::debug!(%method, %uri, status = resp.status().as_u16(), elapsed_us = started.elapsed().as_micros() as u64, "request");
-        resp
+        // A 404 for a resource nobody serves is labelled without it: a client cannot add label
+        // sets by inventing paths.
+        if resp.status() == 404
+            && !labels.resource.is_empty()
+            && self
+                .resources
+                .get(&labels.group, &labels.version, &labels.resource)
+                .is_none()
+        {
+            labels.forget_resource();
+        }
+        crate::instrument::finish(labels, started, resp)
     }
 }
 

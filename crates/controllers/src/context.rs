@@ -42,6 +42,8 @@ pub struct Context {
     /// Pending creates and deletes per controller object, so a lagging cache does not cause
     /// duplicates.
     pub(crate) expectations: Arc<Expectations>,
+    /// The background event writer every controller's recorder shares.
+    events: rudder_events::Recorder,
     /// Where the local-path provisioner puts volumes.
     pub local_path_dir: std::path::PathBuf,
     /// What the server handed the controller manager (CA, signing key, thresholds).
@@ -66,6 +68,7 @@ impl Context {
             namespaces: Informer::start(&client, "namespaces", stopped()),
             services: Informer::start(&client, "services", stopped()),
             jobs: Informer::start(&client, "jobs", stopped()),
+            events: rudder_events::Recorder::new(client.clone()),
             client,
             expectations: Arc::new(Expectations::default()),
             local_path_dir: options.local_path_dir.clone(),
@@ -109,7 +112,7 @@ impl Context {
 
     /// An event recorder for `component` (upstream's `source.component`).
     pub(crate) fn recorder(&self, component: &'static str) -> Recorder {
-        Recorder::new(self.client.clone(), component)
+        Recorder::new(self.events.clone(), component)
     }
 }
 
@@ -134,19 +137,43 @@ pub async fn run_controller<K, C>(
     C: Send + Sync + 'static,
 {
     tracing::info!(controller = name, "controller started");
+    let metrics = Arc::new(crate::queue_metrics::QueueMetrics::new(name));
+    let (on_add, on_run, on_drop) = (metrics.clone(), metrics.clone(), metrics);
+    let requests = queue(triggers).inspect(move |r| {
+        if let Ok(obj) = r {
+            on_add.added(obj.namespace.as_deref(), &obj.name);
+        }
+    });
+    let timed = move |obj: Arc<K>, state: Arc<C>| -> BoxFuture<'static, Result<Action>> {
+        let meta = obj.meta();
+        let started = on_run.started(
+            meta.namespace.as_deref(),
+            meta.name.as_deref().unwrap_or(""),
+        );
+        let metrics = on_run.clone();
+        let run = reconcile(obj, state);
+        Box::pin(async move {
+            let result = run.await;
+            metrics.finished(started);
+            result
+        })
+    };
     let results = applier(
-        reconcile,
+        timed,
         move |obj: Arc<K>, err: &ControllerError, _| {
             tracing::warn!(controller = name, object = %ObjectRef::from_obj(obj.as_ref()), error = %err, "reconcile failed; retrying");
             Action::requeue(RETRY)
         },
         state,
         store,
-        queue(triggers),
+        requests,
         Config::default(),
     )
     .take_until(stop)
-    .for_each(|res| {
+    .for_each(move |res| {
+        if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = &res {
+            on_drop.dropped(obj.namespace.as_deref(), &obj.name);
+        }
         if let Err(e) = res {
             // ObjectNotFound: the object was deleted between the trigger and the run.
             tracing::debug!(controller = name, error = %e, "reconcile request dropped");

@@ -23,6 +23,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod podgc;
 pub mod pods;
+mod queue_metrics;
 pub mod registry;
 pub mod replicaset;
 pub mod resourcequota;

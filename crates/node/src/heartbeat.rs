@@ -49,6 +49,8 @@ pub struct AgentConfig {
     /// Whether the agent watches its pods itself; simulated nodes share one watch instead
     /// (`crate::simulated`), fed through [`Agent::pod_shared`].
     pub watch_pods: bool,
+    /// How long the logs of a deleted pod are kept (`--pod-logs-retention`).
+    pub pod_logs_retention: Duration,
 }
 
 impl AgentConfig {
@@ -65,6 +67,7 @@ impl AgentConfig {
             cluster_dns: None,
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
             watch_pods: true,
+            pod_logs_retention: crate::pod_logs::DEFAULT_RETENTION,
         }
     }
 }
@@ -81,6 +84,9 @@ pub struct Agent {
     runtime: Option<PodRuntime>,
     /// Fake pod addresses of a simulated node.
     simulated: Option<Arc<crate::simulated::SimulatedNetwork>>,
+    /// The event writer pod workers record through; one is started on first use when none
+    /// was given (simulated nodes share one).
+    events: Option<rudder_events::Recorder>,
 }
 
 fn now() -> Time {
@@ -102,7 +108,14 @@ impl Agent {
             machine,
             runtime: None,
             simulated: None,
+            events: None,
         }
+    }
+
+    /// Records pod events through `events` (shared by the simulated nodes of one process).
+    pub fn with_event_recorder(mut self, events: rudder_events::Recorder) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Runs the pods bound to this node on `runtime`, with images from `images`.
@@ -111,6 +124,9 @@ impl Agent {
         runtime: Arc<dyn ContainerRuntime>,
         images: Arc<dyn ImageService>,
     ) -> Self {
+        // Every call is counted and timed for `/metrics` (`kubelet_runtime_operations_*`).
+        let runtime: Arc<dyn ContainerRuntime> =
+            Arc::new(crate::kubelet_metrics::MeteredRuntime::new(runtime));
         self.runtime = Some((runtime, Some(images)));
         self
     }
@@ -156,6 +172,10 @@ impl Agent {
             simulated: self.simulated.clone(),
             cluster_dns: self.config.cluster_dns.clone(),
             resolv_conf: self.config.resolv_conf.clone(),
+            events: self
+                .events
+                .clone()
+                .unwrap_or_else(|| rudder_events::Recorder::new(self.client.clone())),
         }))
     }
 
@@ -202,11 +222,19 @@ impl Agent {
             match tokio::net::TcpListener::bind(addr).await {
                 Ok(listener) => {
                     tracing::info!(%addr, "node endpoint serving");
+                    let collector = tokio::spawn(crate::pod_logs::collect(
+                        self.config.data_dir.clone(),
+                        runtime.clone(),
+                        self.config.pod_logs_retention,
+                    ));
                     tokio::spawn(crate::kubelet_server::serve(
                         listener,
                         tls,
                         runtime,
+                        self.config.data_dir.clone(),
                         async {
+                            // The deleted pods' logs are collected while the endpoint serves.
+                            let _abort = AbortOnDrop(collector);
                             let _ = endpoint_stopped.await;
                         },
                     ));
@@ -351,5 +379,14 @@ impl Agent {
             }
         }
         Ok(())
+    }
+}
+
+/// Aborts a background task when dropped (with the future that owns it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -35,8 +35,10 @@ pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     runtime: Arc<dyn ContainerRuntime>,
+    data_dir: std::path::PathBuf,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let data_dir = Arc::new(data_dir);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     tokio::pin!(shutdown);
     loop {
@@ -52,6 +54,7 @@ pub async fn serve(
         };
         let acceptor = acceptor.clone();
         let runtime = runtime.clone();
+        let data_dir = data_dir.clone();
         tokio::spawn(async move {
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
@@ -63,11 +66,12 @@ pub async fn serve(
                 .is_some_and(|c| !c.is_empty());
             let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                 let runtime = runtime.clone();
+                let data_dir = data_dir.clone();
                 async move {
                     if !authenticated {
                         return Ok::<_, Infallible>(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
                     }
-                    Ok(handle(req, runtime).await)
+                    Ok(handle(req, runtime, &data_dir).await)
                 }
             });
             let io = hyper_util::rt::TokioIo::new(tls);
@@ -79,7 +83,11 @@ pub async fn serve(
     }
 }
 
-async fn handle(req: Request<Incoming>, runtime: Arc<dyn ContainerRuntime>) -> Response<Body> {
+async fn handle(
+    req: Request<Incoming>,
+    runtime: Arc<dyn ContainerRuntime>,
+    data_dir: &std::path::Path,
+) -> Response<Body> {
     let path: Vec<String> = req
         .uri()
         .path()
@@ -94,6 +102,34 @@ async fn handle(req: Request<Incoming>, runtime: Arc<dyn ContainerRuntime>) -> R
         .as_slice()
     {
         ["healthz"] => text(StatusCode::OK, "ok"),
+        // The kubelet's `/logs/`: pods' log files, kept a while after their pods are deleted.
+        ["logs", rest @ ..] => {
+            let rest: Vec<String> = rest.iter().map(|s| (*s).to_owned()).collect();
+            let data_dir = data_dir.to_path_buf();
+            let served = tokio::task::spawn_blocking(move || {
+                let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+                crate::pod_logs::serve(&data_dir, &rest)
+            })
+            .await;
+            match served {
+                Ok(crate::pod_logs::Served::Listing(body)) => text(StatusCode::OK, body),
+                Ok(crate::pod_logs::Served::File(bytes)) => {
+                    text(StatusCode::OK, String::from_utf8_lossy(&bytes).into_owned())
+                }
+                _ => text(StatusCode::NOT_FOUND, "404 page not found"),
+            }
+        }
+        // The process's registry (kubelet_* and, inside `rudder server`, the control plane's)
+        // plus this agent's running pods and containers.
+        ["metrics"] => {
+            let extra = crate::kubelet_metrics::scrape_registry(&*runtime).await;
+            let mut r = text(StatusCode::OK, rudder_metrics::encode_with(Some(&extra)));
+            r.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static(rudder_metrics::CONTENT_TYPE),
+            );
+            r
+        }
         ["metrics", "resource"] => {
             let body = crate::resource_metrics::resource_metrics(&*runtime).await;
             let mut r = text(StatusCode::OK, body);

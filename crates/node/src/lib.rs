@@ -6,12 +6,14 @@
 //! store, so it runs the same inside `rudder server` and on another machine.
 
 mod heartbeat;
+pub mod kubelet_metrics;
 pub mod kubelet_server;
 pub mod logs;
 pub mod machine;
 mod netns;
 pub mod node_object;
 pub mod pod_dns;
+pub mod pod_logs;
 pub mod pod_network;
 pub mod pod_spec;
 pub mod pod_status;

@@ -96,8 +96,12 @@ fn pod_labels(pod: &Pod) -> BTreeMap<String, String> {
     ])
 }
 
-/// The sandbox of `pod` (its `attempt`-th).
-pub fn sandbox_config(pod: &Pod, attempt: u32) -> SandboxConfig {
+/// The sandbox of `pod` (its `attempt`-th), its containers logging under `log_directory`.
+pub fn sandbox_config(
+    pod: &Pod,
+    attempt: u32,
+    log_directory: Option<std::path::PathBuf>,
+) -> SandboxConfig {
     let m = &pod.metadata;
     let name = m.name.clone().unwrap_or_default();
     let hostname = pod
@@ -113,7 +117,7 @@ pub fn sandbox_config(pod: &Pod, attempt: u32) -> SandboxConfig {
             attempt,
         },
         hostname,
-        log_directory: None,
+        log_directory,
         labels: pod_labels(pod),
         annotations: BTreeMap::new(),
         // Honoured by the CRI backend; the embedded runtime gives the pod its own namespace.

@@ -19,9 +19,11 @@ use crate::pod_status::{self, ContainerView, State, Terminated};
 use crate::prober;
 
 mod dns_files;
+mod events;
 mod probing;
 mod references;
 
+use events::{NORMAL, WARNING, container_event, pod_label};
 use probing::{Probes, netns_of, ports_of, post_start, probe};
 use references::env_sources;
 
@@ -53,6 +55,8 @@ pub struct Shared {
     pub cluster_dns: Option<crate::pod_dns::ClusterDns>,
     /// The node's resolv.conf (`Default` policy, and search domains appended for the others).
     pub resolv_conf: std::path::PathBuf,
+    /// Where pod events go (`kubectl describe pod`).
+    pub events: rudder_events::Recorder,
 }
 
 /// What a step prepared for every container of the pod.
@@ -93,12 +97,23 @@ fn time_of(t: Option<std::time::SystemTime>) -> Option<Time> {
 
 /// Runs the pod until it is deleted (then cleans up) or its receiver closes.
 pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
+    // A pod that already ran before this worker (adopted after an agent restart) or a
+    // simulated one does not count in `kubelet_pod_start_duration_seconds`.
+    let already_running = pod_rx
+        .borrow()
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        == Some("Running");
+    let start_reported = already_running || shared.simulated.is_some();
     let mut worker = Worker {
         shared,
         sandbox: None,
         init: BTreeMap::new(),
         app: BTreeMap::new(),
         last_status: None,
+        first_seen: Instant::now(),
+        start_reported,
         volumes_synced: None,
         objects: Default::default(),
         service_env: Vec::new(),
@@ -148,6 +163,9 @@ struct Worker {
     service_env: Vec<(String, String)>,
     /// The pod's address once its sandbox is on the pod network.
     pod_ip: Option<String>,
+    /// When this worker first saw the pod, and whether its start was reported since.
+    first_seen: Instant,
+    start_reported: bool,
 }
 
 /// How often file volumes are refreshed from their ConfigMaps and Secrets.
@@ -170,7 +188,7 @@ impl Worker {
                 let id = self
                     .shared
                     .runtime
-                    .run_pod_sandbox(pod_spec::sandbox_config(pod, 0))
+                    .run_pod_sandbox(pod_spec::sandbox_config(pod, 0, self.log_directory(pod)))
                     .await
                     .map_err(|e| e.to_string())?;
                 self.sandbox = Some(id.clone());
@@ -385,8 +403,26 @@ impl Worker {
         )
         .await
         .map_err(|e| e.to_string())?;
+        if !self.start_reported && crate::kubelet_metrics::all_running(&status) {
+            crate::kubelet_metrics::pod_started(self.first_seen.elapsed());
+            self.start_reported = true;
+        }
         self.last_status = Some(status);
         Ok(())
+    }
+
+    /// Where the pod's containers log: the kubelet's layout under the data directory (none on
+    /// simulated nodes, which write no files).
+    fn log_directory(&self, pod: &Pod) -> Option<std::path::PathBuf> {
+        let m = &pod.metadata;
+        self.shared.simulated.is_none().then(|| {
+            crate::pod_logs::pod_log_dir(
+                &self.shared.root,
+                m.namespace.as_deref().unwrap_or(""),
+                m.name.as_deref().unwrap_or(""),
+                m.uid.as_deref().unwrap_or(""),
+            )
+        })
     }
 
     /// Stops the pod within its grace period, removes what the runtime holds, then deletes the
@@ -408,6 +444,18 @@ impl Worker {
             .chain(self.init.values())
             .flat_map(|s| s.id.iter().chain(s.previous.iter()).cloned())
             .collect();
+        for (name, slot) in &self.app {
+            if slot.id.is_some() {
+                container_event(
+                    &self.shared,
+                    pod,
+                    name,
+                    NORMAL,
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
+            }
+        }
         // preStop hooks run first, within the grace period; what is left of it goes to SIGTERM.
         let started = Instant::now();
         if let (Some(spec), Some(sandbox)) = (pod.spec.as_ref(), self.sandbox.clone()) {
@@ -591,6 +639,18 @@ async fn drive(
                         slot.backoff = INITIAL_BACKOFF;
                     }
                     slot.retry_at = Some(Instant::now() + slot.backoff);
+                    container_event(
+                        shared,
+                        pod,
+                        &c.name,
+                        WARNING,
+                        "BackOff",
+                        format!(
+                            "Back-off restarting failed container {} in pod {}",
+                            c.name,
+                            pod_label(pod)
+                        ),
+                    );
                     slot.waiting = Some((
                         "CrashLoopBackOff".into(),
                         Some(format!(
@@ -624,7 +684,12 @@ async fn drive(
         return;
     }
     let image = c.image.clone().unwrap_or_default();
-    if let Err(e) = ensure_image(shared, &image, c.image_pull_policy.as_deref()).await {
+    let event = |type_: &str, reason: &str, message: String| {
+        container_event(shared, pod, &c.name, type_, reason, message);
+    };
+    if let Err(e) = ensure_image(shared, &image, c.image_pull_policy.as_deref(), &event).await {
+        event(WARNING, "Failed", e.clone());
+        event(WARNING, "Failed", "Error: ErrImagePull".into());
         slot.waiting = Some(("ErrImagePull".into(), Some(e)));
         slot.retry_at = Some(Instant::now() + INITIAL_BACKOFF);
         return;
@@ -634,6 +699,7 @@ async fn drive(
         pod_ip: prepared.pod_ip.clone(),
     };
     if let Some(e) = &prepared.volumes {
+        event(WARNING, "Failed", format!("Error: {e}"));
         slot.waiting = Some(("CreateContainerConfigError".into(), Some(e.clone())));
         return;
     }
@@ -651,6 +717,7 @@ async fn drive(
     let config = match config {
         Ok(cfg) => cfg,
         Err(e) => {
+            event(WARNING, "Failed", format!("Error: {e}"));
             slot.waiting = Some(("CreateContainerConfigError".into(), Some(e)));
             return;
         }
@@ -659,14 +726,18 @@ async fn drive(
     let id = match created {
         Ok(id) => id,
         Err(e) => {
+            event(WARNING, "Failed", format!("Error: {e}"));
             slot.waiting = Some(("CreateContainerError".into(), Some(e.to_string())));
             slot.retry_at = Some(Instant::now() + INITIAL_BACKOFF);
             return;
         }
     };
+    event(NORMAL, "Created", format!("Created container: {}", c.name));
     if let Err(e) = shared.runtime.start_container(&id).await {
+        event(WARNING, "Failed", format!("Error: {e}"));
         slot.waiting = Some(("RunContainerError".into(), Some(e.to_string())));
     } else {
+        event(NORMAL, "Started", format!("Started container {}", c.name));
         slot.waiting = None;
         post_start(shared, pod, c, sandbox, &id).await;
     }
@@ -678,8 +749,14 @@ async fn drive(
     slot.retry_at = None;
 }
 
-/// Pulls the image when the pull policy asks for it.
-async fn ensure_image(shared: &Shared, image: &str, policy: Option<&str>) -> Result<(), String> {
+/// Pulls the image when the pull policy asks for it, telling `event` what it does (upstream's
+/// `Pulling`/`Pulled` events); a failure is the message of upstream's `Failed` event.
+async fn ensure_image(
+    shared: &Shared,
+    image: &str,
+    policy: Option<&str>,
+    event: &(dyn Fn(&str, &str, String) + Sync),
+) -> Result<(), String> {
     let reference: Reference = image
         .parse()
         .map_err(|e: rudder_runtime::images::ImageError| e.to_string())?;
@@ -692,11 +769,31 @@ async fn ensure_image(shared: &Shared, image: &str, policy: Option<&str>) -> Res
         .await
         .map_err(|e| e.to_string())?;
     match rudder_runtime::images::decide(policy, present) {
-        PullDecision::UseLocal => Ok(()),
+        PullDecision::UseLocal => {
+            event(
+                NORMAL,
+                "Pulled",
+                format!("Container image \"{image}\" already present on machine"),
+            );
+            Ok(())
+        }
         PullDecision::Pull => {
             tracing::info!(image, "pulling image");
-            images.pull_image(image).await.map_err(|e| e.to_string())?;
+            event(NORMAL, "Pulling", format!("Pulling image \"{image}\""));
+            let started = Instant::now();
+            images
+                .pull_image(image)
+                .await
+                .map_err(|e| format!("Failed to pull image \"{image}\": {e}"))?;
             tracing::info!(image, "pulled image");
+            event(
+                NORMAL,
+                "Pulled",
+                format!(
+                    "Successfully pulled image \"{image}\" in {:.3}s",
+                    started.elapsed().as_secs_f64()
+                ),
+            );
             Ok(())
         }
         PullDecision::NeverPullMissing => Err(format!(

@@ -174,6 +174,8 @@ pub async fn run(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shareds: HashMap<String, Arc<Shared>> = HashMap::with_capacity(opts.nodes);
     let mut agents = Vec::with_capacity(opts.nodes);
+    // One event writer for every simulated node, as one hollow kubelet process has one.
+    let events = rudder_events::Recorder::new(client.clone());
     for i in 0..opts.nodes {
         let name = opts.node_name(i);
         let mut config = AgentConfig::new(
@@ -190,7 +192,8 @@ pub async fn run(
         config.watch_pods = false;
         let network = Arc::new(SimulatedNetwork::default());
         let agent = Agent::with_machine(client.clone(), config, machine(&opts, &name))
-            .with_simulated_runtime(runtime.clone(), network.clone());
+            .with_simulated_runtime(runtime.clone(), network.clone())
+            .with_event_recorder(events.clone());
         if let Some(shared) = agent.pod_shared() {
             shareds.insert(name.clone(), shared);
         }

@@ -2,6 +2,7 @@
 
 mod agent;
 mod auth;
+mod dashboard;
 mod image;
 mod node;
 mod security;
@@ -37,6 +38,8 @@ enum Command {
     Token(token::TokenArgs),
     /// Manages the node's image store.
     Image(image::ImageArgs),
+    /// The web dashboard: `rudder dashboard token` prints an administrator's sign-in token.
+    Dashboard(dashboard::DashboardArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -67,6 +70,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(token::run(args)),
+        Command::Dashboard(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(dashboard::run(args)),
         Command::Image(args) => image::run(args),
     }
 }

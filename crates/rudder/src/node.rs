@@ -66,6 +66,11 @@ pub struct NodeArgs {
     /// `dnsPolicy: Default` get.
     #[arg(long, default_value = "/etc/resolv.conf")]
     pub resolv_conf: std::path::PathBuf,
+    /// How long the logs of a deleted pod stay on the node, readable through
+    /// `/api/v1/nodes/NODE/proxy/logs/pods/` (Go duration: `1h`, `10m`; `0s` removes them at
+    /// the next collection).
+    #[arg(long, default_value = "1h", value_parser = crate::server::parse_duration)]
+    pub pod_logs_retention: std::time::Duration,
 }
 
 impl NodeArgs {
@@ -156,6 +161,7 @@ pub async fn start(
     let mut agent_config = rudder_node::AgentConfig::new(node, data_dir.join("agent"));
     agent_config.kubelet_tls = Some(endpoint_tls);
     agent_config.resolv_conf = args.resolv_conf.clone();
+    agent_config.pod_logs_retention = args.pod_logs_retention;
     agent_config.cluster_dns =
         cluster_dns(&client, args)
             .await

@@ -416,7 +416,7 @@ pub(crate) async fn wait_for_signal() {
 }
 
 /// A Go duration flag value (`15s`, `1m30s`), as upstream's flags take them.
-fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
     rudder_machinery::duration::parse_go_duration(text)
         .ok_or_else(|| format!("{text:?} is not a duration (examples: 15s, 1m30s, 500ms)"))
 }

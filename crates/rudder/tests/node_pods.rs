@@ -13,7 +13,7 @@ use common::{KUBECTLS, Server, json};
 fn pod(name: &str, node: &str, restart: &str, command: &[&str]) -> String {
     serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
             "nodeName": node,
             "restartPolicy": restart,
@@ -53,6 +53,12 @@ fn pods_run_as_containers() {
     // Its output, through the API server and the node's endpoint.
     let logs = s.ok_kubectl(k, &["logs", "hello"]);
     assert_eq!(logs, "hello rudder\n");
+    // By label across pods, each line prefixed with its pod and container.
+    let prefixed = s.ok_kubectl(
+        k,
+        &["logs", "-l", "app=hello", "--all-containers", "--prefix"],
+    );
+    assert_eq!(prefixed, "[pod/hello/main] hello rudder\n");
     let stamped = s.ok_kubectl(k, &["logs", "hello", "--timestamps", "--tail=1"]);
     assert!(
         stamped.ends_with(" hello rudder\n") && stamped.starts_with("20"),
@@ -73,6 +79,50 @@ fn pods_run_as_containers() {
     assert_eq!(
         crashed["lastState"]["terminated"]["exitCode"], 3,
         "{crashed}"
+    );
+    // The agent tells the story in events, as a kubelet does (`kubectl describe pod`).
+    let events = |pod: &str| {
+        let list = json(&s.ok_kubectl(
+            k,
+            &[
+                "get",
+                "events",
+                "--field-selector",
+                &format!("involvedObject.name={pod}"),
+                "-o",
+                "json",
+            ],
+        ));
+        list["items"].as_array().cloned().unwrap_or_default()
+    };
+    let story = wait_for("the kubelet's events about crash", 60, || {
+        let evs = events("crash");
+        let has = |reason: &str| evs.iter().any(|e| e["reason"] == reason);
+        (has("Pulled") && has("Created") && has("Started") && has("BackOff")).then_some(evs)
+    });
+    let backoff = story
+        .iter()
+        .find(|e| e["reason"] == "BackOff")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(backoff["type"], "Warning");
+    assert_eq!(backoff["source"]["component"], "kubelet");
+    assert_eq!(
+        backoff["involvedObject"]["fieldPath"],
+        "spec.containers{main}"
+    );
+    // Every restart starts the container again: one Started event, counted.
+    let started = wait_for("Started counted more than once", 90, || {
+        events("crash")
+            .into_iter()
+            .find(|e| e["reason"] == "Started" && e["count"].as_i64().unwrap_or(0) >= 2)
+    });
+    assert_eq!(started["message"], "Started container main", "{started}");
+    let described = s.ok_kubectl(k, &["describe", "pod", "crash"]);
+    assert!(
+        described.contains("Container image \"busybox:1.36\" already present on machine")
+            && described.contains("Back-off restarting failed container main"),
+        "{described}"
     );
 
     // Exceeding its memory limit gets a container OOM-killed, and the status says so.
@@ -146,6 +196,40 @@ fn pods_run_as_containers() {
             "--wait=true",
             "--timeout=60s",
         ],
+    );
+    // A deleted pod's logs stay on its node (until --pod-logs-retention), read through the
+    // node proxy as on a kubelet.
+    let uid = done["metadata"]["uid"].as_str().unwrap_or_default();
+    let dir = format!("default_hello_{uid}/");
+    let listing = s.ok_kubectl(
+        k,
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{node}/proxy/logs/pods/"),
+        ],
+    );
+    assert!(listing.lines().any(|l| l == dir), "{listing}");
+    let kept = s.ok_kubectl(
+        k,
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{node}/proxy/logs/pods/{dir}main/0.log"),
+        ],
+    );
+    assert!(kept.contains(" stdout F hello rudder"), "{kept}");
+    let escape = s.kubectl(
+        k,
+        &[
+            "get",
+            "--raw",
+            &format!("/api/v1/nodes/{node}/proxy/logs/pods/%2E%2E/%2E%2E/kubeconfig"),
+        ],
+    );
+    assert!(
+        !escape.status.success(),
+        "nothing outside the logs directory is served"
     );
 }
 
@@ -356,6 +440,12 @@ fn probes_flip_readiness_and_restart_unhealthy_containers() {
         ready_of(&p, "web").map(|r| r.1),
         Some(0),
         "web stays up: {p}"
+    );
+    let described = s.ok_kubectl(k, &["describe", "pod", "probed"]);
+    assert!(
+        described.contains("Liveness probe failed")
+            && described.contains("Container flaky failed liveness probe, will be restarted"),
+        "{described}"
     );
     s.ok_kubectl(
         k,

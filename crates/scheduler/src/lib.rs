@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 mod error;
 pub mod framework;
+pub mod metrics;
 pub mod plugins;
 pub mod preemption;
 pub mod priority;

@@ -71,6 +71,14 @@ pub struct Popped {
     pub added: Instant,
 }
 
+/// Pod counts per sub-queue.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pending {
+    pub active: usize,
+    pub backoff: usize,
+    pub unschedulable: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct Queue {
     entries: HashMap<String, Entry>,
@@ -248,6 +256,21 @@ impl Queue {
         }
     }
 
+    /// How many pods wait in each sub-queue (`scheduler_pending_pods`); pods being scheduled
+    /// are in none.
+    pub fn pending(&self) -> Pending {
+        let mut p = Pending::default();
+        for e in self.entries.values() {
+            match e.place {
+                Where::Active => p.active += 1,
+                Where::Backoff => p.backoff += 1,
+                Where::Unschedulable(_) => p.unschedulable += 1,
+                Where::InFlight { .. } => {}
+            }
+        }
+        p
+    }
+
     /// Whether any pod is in backoff (the loop then wakes up to flush).
     pub fn has_backoff(&self) -> bool {
         self.entries.values().any(|e| e.place == Where::Backoff)
@@ -382,6 +405,29 @@ mod tests {
             step(&mut q, t);
             assert_eq!(drain(&mut q), want, "{name}");
         }
+    }
+
+    #[test]
+    fn pending_counts_each_sub_queue_but_not_in_flight() {
+        let t = Instant::now();
+        let mut q = Queue::default();
+        for k in ["a", "b", "c", "d"] {
+            q.add_or_update(k, pod(k), 0, t);
+        }
+        let (a, b, c) = (q.pop(), q.pop(), q.pop());
+        let keys: Vec<String> = [a, b, c].into_iter().flatten().map(|p| p.key).collect();
+        assert_eq!(keys.len(), 3);
+        let (one, two) = (keys[0].as_str(), keys[1].as_str());
+        q.unschedulable(one, t);
+        q.failed(two, t);
+        let want = Pending {
+            active: 1,
+            backoff: 1,
+            unschedulable: 1,
+        };
+        assert_eq!(q.pending(), want);
+        q.done(keys[2].as_str());
+        assert_eq!(q.pending(), want);
     }
 
     #[test]

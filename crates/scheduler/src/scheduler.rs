@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 use crate::SchedulerError;
 use crate::cache::{Cache, key_of};
 use crate::config::Config;
+use crate::metrics::Outcome;
 use crate::preemption::{Candidate, NoCandidate, preempt};
 use crate::queue::{Popped, Queue};
 use crate::schedule::Algorithm;
@@ -187,6 +188,7 @@ impl Scheduler {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tracing::info!("scheduler caches synced; scheduling");
+        crate::metrics::init();
         let mut algorithm = Algorithm::default();
         let mut tasks = JoinSet::new();
         let binds = Arc::new(Semaphore::new(BIND_CONCURRENCY));
@@ -198,6 +200,7 @@ impl Scheduler {
                 if last_flush.elapsed() >= Duration::from_millis(500) {
                     q.flush(Instant::now());
                     last_flush = Instant::now();
+                    crate::metrics::pending(q.pending());
                 }
                 q.pop()
             };
@@ -211,11 +214,12 @@ impl Scheduler {
             let Ok(permit) = binds.clone().acquire_owned().await else {
                 return;
             };
-            match self.schedule_one(&mut algorithm, &popped) {
+            let started = Instant::now();
+            match self.schedule_one(&mut algorithm, &popped, started) {
                 Decision::Bind(node) => {
                     let api = self.api();
                     tasks.spawn(async move {
-                        api.bind(popped, node).await;
+                        api.bind(popped, node, started).await;
                         drop(permit);
                     });
                 }
@@ -231,13 +235,14 @@ impl Scheduler {
     }
 
     /// The pure part of one attempt, under the cache lock: decide, and assume on success.
-    fn schedule_one(&self, algorithm: &mut Algorithm, popped: &Popped) -> Decision {
+    fn schedule_one(
+        &self,
+        algorithm: &mut Algorithm,
+        popped: &Popped,
+        started: Instant,
+    ) -> Decision {
         let pod = &popped.pod;
-        let scheduler = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.scheduler_name.as_deref())
-            .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME);
+        let scheduler = profile_of(pod);
         let Some(profile) = self.config.profile(scheduler) else {
             lock(&self.shared.queue).done(&popped.key);
             return Decision::Skip;
@@ -256,6 +261,7 @@ impl Scheduler {
             }
             Err(mut fit) => {
                 let candidate = if profile.preemption {
+                    crate::metrics::preemption_attempt();
                     let budgets: Vec<_> = cache.budgets.values().cloned().collect();
                     match preempt(profile, &cache.snapshot, &info, &fit, &budgets) {
                         Ok(c) => Some(c),
@@ -269,6 +275,7 @@ impl Scheduler {
                 };
                 drop(cache);
                 lock(&self.shared.queue).unschedulable(&popped.key, Instant::now());
+                crate::metrics::attempt(scheduler, Outcome::Unschedulable, started);
                 Decision::Unschedulable {
                     message: fit.message(),
                     candidate,
@@ -284,6 +291,14 @@ impl Scheduler {
             shared: self.shared.clone(),
         }
     }
+}
+
+/// The profile (scheduler name) a pod asks for.
+fn profile_of(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME)
 }
 
 enum Decision {
@@ -345,7 +360,7 @@ impl Writer {
         Api::namespaced(self.client.clone(), ns)
     }
 
-    async fn bind(&self, popped: Popped, node: String) {
+    async fn bind(&self, popped: Popped, node: String, started: Instant) {
         let pod = &popped.pod;
         let (ns, name) = (
             pod.metadata.namespace.clone().unwrap_or_default(),
@@ -372,6 +387,7 @@ impl Writer {
         match result {
             Ok(_) => {
                 lock(&self.shared.queue).done(&popped.key);
+                crate::metrics::attempt(profile_of(pod), Outcome::Scheduled, started);
                 tracing::debug!(pod = %popped.key, %node, attempts = popped.attempts, latency = ?popped.added.elapsed(), "bound");
                 self.event(
                     pod,
@@ -392,6 +408,7 @@ impl Writer {
                     }
                 }
                 tracing::warn!(pod = %popped.key, %node, error = %e, "binding failed");
+                crate::metrics::attempt(profile_of(pod), Outcome::Error, started);
                 if !gone {
                     self.event(
                         pod,

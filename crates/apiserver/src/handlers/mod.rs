@@ -118,6 +118,11 @@ pub(crate) async fn resource(
         (Verb::Get, None | Some("status")) => read::get(&ctx).await,
         (Verb::Get, Some("scale")) => read::get_scale(&ctx).await,
         (Verb::Get, Some("log")) => node_proxy::pod_log(&ctx).await,
+        (Verb::Get, Some("proxy"))
+            if ctx.resource.group.is_empty() && ctx.resource.plural == "nodes" =>
+        {
+            node_proxy::node_proxy(&ctx).await
+        }
         (Verb::Get | Verb::Create, Some("exec")) => {
             node_stream::upgrade(ctx, node_stream::Kind::Exec).await
         }

@@ -1,5 +1,6 @@
-//! `pods/{name}/log`: proxied to the node agent that runs the pod (its kubelet endpoint), as
-//! kube-apiserver does, streaming the answer back (so `kubectl logs -f` follows).
+//! `pods/{name}/log` and GETs of `nodes/{name}/proxy/{path}`: proxied to the node agent (its
+//! kubelet endpoint), as kube-apiserver does, streaming the answer back (so `kubectl logs -f`
+//! follows).
 
 use std::sync::Arc;
 
@@ -47,6 +48,35 @@ pub(crate) async fn pod_log(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         .clone()
         .ok_or_else(|| ApiError::internal("no client credentials for node agents"))?;
     get_from_node(tls, &address, &hostname, port, &path).await
+}
+
+/// GET `nodes/{name}/proxy/{path}`: the node agent's own endpoints (`/logs/`, `/metrics`,
+/// `/healthz`), with the query passed on.
+pub(crate) async fn node_proxy(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
+    let name = ctx.name();
+    let path = proxied_path(ctx.req.parts.uri.path(), name).ok_or_else(ApiError::path_not_found)?;
+    let path = match ctx.req.parts.uri.query() {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path,
+    };
+    let node = super::read::fetch(ctx)
+        .await?
+        .value()
+        .map_err(ApiError::internal)?;
+    let (address, hostname, port) = kubelet_endpoint(&node, name);
+    let tls = ctx
+        .server
+        .kubelet_client
+        .clone()
+        .ok_or_else(|| ApiError::internal("no client credentials for node agents"))?;
+    get_from_node(tls, &address, &hostname, port, &path).await
+}
+
+/// The path after `/nodes/{name}/proxy` (with its leading `/`), as the node should see it.
+fn proxied_path(request_path: &str, node: &str) -> Option<String> {
+    let marker = format!("/nodes/{node}/proxy/");
+    let at = request_path.find(&marker)?;
+    Some(request_path[at + marker.len() - 1..].to_owned())
 }
 
 /// The text of a node's error answer.
@@ -208,4 +238,21 @@ async fn get_from_node(
     out.headers_mut()
         .insert("content-type", http::HeaderValue::from_static("text/plain"));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::proxied_path;
+
+    #[test]
+    fn proxied_paths() {
+        let cases = [
+            ("/api/v1/nodes/n1/proxy/logs/pods/", Some("/logs/pods/")),
+            ("/api/v1/nodes/n1/proxy/metrics", Some("/metrics")),
+            ("/api/v1/nodes/n1/status", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(proxied_path(path, "n1").as_deref(), want, "{path}");
+        }
+    }
 }

@@ -374,6 +374,26 @@ pub fn cluster_roles() -> Vec<Value> {
             &[Rule::urls(&["get"], PUBLIC_PATHS)],
             &[],
         ),
+        // Upstream's: what Prometheus needs to scrape the API server (bound to the
+        // `system:monitoring` group).
+        cluster_role(
+            "system:monitoring",
+            &[],
+            &[Rule::urls(
+                &["get"],
+                &[
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/readyz",
+                    "/readyz/*",
+                    "/metrics",
+                    "/metrics/slis",
+                ],
+            )],
+            &[],
+        ),
         cluster_role("system:node", &[], &node_rules(), &[]),
         cluster_role(
             "system:node-bootstrapper",
@@ -413,6 +433,11 @@ pub fn cluster_role_bindings() -> Vec<Value> {
                 ("Group", crate::ALL_AUTHENTICATED),
                 ("Group", crate::ALL_UNAUTHENTICATED),
             ],
+        ),
+        cluster_binding(
+            "system:monitoring",
+            "system:monitoring",
+            &[("Group", "system:monitoring")],
         ),
         // Bootstrap-token users ask for their node's first client certificate.
         cluster_binding(

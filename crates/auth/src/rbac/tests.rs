@@ -280,6 +280,7 @@ fn default_policy_table() {
         vec![crate::ALL_UNAUTHENTICATED.to_owned()],
     );
     let admin = user("admin", &[SUPERUSER_GROUP]);
+    let monitor = user("prometheus", &["system:monitoring"]);
     let cases = [
         (res(&alice, "get", "", "pods", "a", "p"), true),
         (res(&alice, "list", "", "pods", "a", ""), true),
@@ -333,6 +334,14 @@ fn default_policy_table() {
         (Attributes::path(anon.clone(), "get", "/api"), false),
         (res(&admin, "delete", "", "nodes", "", "n"), true),
         (Attributes::path(admin.clone(), "get", "/metrics"), true),
+        // Prometheus' identity, through the default system:monitoring binding.
+        (Attributes::path(monitor.clone(), "get", "/metrics"), true),
+        (
+            Attributes::path(monitor.clone(), "get", "/readyz/ping"),
+            true,
+        ),
+        (Attributes::path(monitor.clone(), "get", "/api"), true),
+        (res(&monitor, "list", "", "pods", "a", ""), false),
     ];
     let graph = NoPods;
     for (attrs, want) in cases {

@@ -138,15 +138,12 @@ async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action> {
                     .iter()
                     .any(|r| r.uid == j.metadata.uid);
                 if was_active {
-                    state
-                        .recorder
-                        .record(
-                            cj.as_ref(),
-                            NORMAL,
-                            "SawCompletedJob",
-                            format!("Saw completed job: {}, status: {how}", j.name_any()),
-                        )
-                        .await;
+                    state.recorder.record(
+                        cj.as_ref(),
+                        NORMAL,
+                        "SawCompletedJob",
+                        format!("Saw completed job: {}, status: {how}", j.name_any()),
+                    );
                 }
                 if how == "Complete" {
                     let done = j.status.as_ref().and_then(|s| s.completion_time.clone());
@@ -184,15 +181,12 @@ async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action> {
     let sched = match Schedule::parse(&cj.spec.schedule) {
         Ok(s) => s,
         Err(e) => {
-            state
-                .recorder
-                .record(
-                    cj.as_ref(),
-                    WARNING,
-                    "UnparseableSchedule",
-                    format!("unparseable schedule: {:?} : {e}", cj.spec.schedule),
-                )
-                .await;
+            state.recorder.record(
+                cj.as_ref(),
+                WARNING,
+                "UnparseableSchedule",
+                format!("unparseable schedule: {:?} : {e}", cj.spec.schedule),
+            );
             return finish(&cj_api, &name, &old_status, status, active, None).await;
         }
     };
@@ -201,8 +195,7 @@ async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action> {
         Err(e) => {
             state
                 .recorder
-                .record(cj.as_ref(), WARNING, "UnknownTimeZone", e)
-                .await;
+                .record(cj.as_ref(), WARNING, "UnknownTimeZone", e);
             return finish(&cj_api, &name, &old_status, status, active, None).await;
         }
     };
@@ -229,8 +222,7 @@ async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action> {
     if count >= TOO_MANY_MISSED {
         state
             .recorder
-            .record(cj.as_ref(), WARNING, "TooManyMissedTimes", "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".into())
-            .await;
+            .record(cj.as_ref(), WARNING, "TooManyMissedTimes", "too many missed start times. Set or decrease .spec.startingDeadlineSeconds or check clock skew".into());
     }
     let job_name = format!("{name}-{}", scheduled.as_second() / 60);
     let exists = jobs.iter().any(|j| j.name_any() == job_name);
@@ -239,8 +231,7 @@ async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action> {
             "Forbid" if !active.is_empty() => {
                 state
                     .recorder
-                    .record(cj.as_ref(), NORMAL, "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid".into())
-                    .await;
+                    .record(cj.as_ref(), NORMAL, "JobAlreadyActive", "Not starting job because prior execution is running and concurrency policy is Forbid".into());
                 return finish(&cj_api, &name, &old_status, status, active, next).await;
             }
             "Replace" => {
@@ -267,29 +258,23 @@ async fn reconcile(cj: Arc<CronJob>, state: Arc<State>) -> Result<Action> {
         };
         match jobs_api.create(&PostParams::default(), &job).await {
             Ok(j) => {
-                state
-                    .recorder
-                    .record(
-                        cj.as_ref(),
-                        NORMAL,
-                        "SuccessfulCreate",
-                        format!("Created job {job_name}"),
-                    )
-                    .await;
+                state.recorder.record(
+                    cj.as_ref(),
+                    NORMAL,
+                    "SuccessfulCreate",
+                    format!("Created job {job_name}"),
+                );
                 active.push(Arc::new(j));
             }
             // Created by an earlier sync whose status write was lost.
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => {
-                state
-                    .recorder
-                    .record(
-                        cj.as_ref(),
-                        WARNING,
-                        "FailedCreate",
-                        format!("Error creating job: {e}"),
-                    )
-                    .await;
+                state.recorder.record(
+                    cj.as_ref(),
+                    WARNING,
+                    "FailedCreate",
+                    format!("Error creating job: {e}"),
+                );
                 return Err(e.into());
             }
         }
@@ -308,8 +293,7 @@ async fn delete_job(state: &State, cj: &CronJob, api: &Api<Job>, job: &Job) -> R
             let message = format!("Deleted job {}", job.name_any());
             state
                 .recorder
-                .record(cj, NORMAL, "SuccessfulDelete", message)
-                .await;
+                .record(cj, NORMAL, "SuccessfulDelete", message);
             Ok(())
         }
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),

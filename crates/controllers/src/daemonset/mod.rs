@@ -254,27 +254,21 @@ async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action> {
             {
                 Ok(p) => {
                     let n = p.name_any();
-                    state
-                        .recorder
-                        .record(
-                            ds.as_ref(),
-                            NORMAL,
-                            "SuccessfulCreate",
-                            format!("Created pod: {n}"),
-                        )
-                        .await;
+                    state.recorder.record(
+                        ds.as_ref(),
+                        NORMAL,
+                        "SuccessfulCreate",
+                        format!("Created pod: {n}"),
+                    );
                     created.push(n);
                 }
                 Err(e) => {
-                    state
-                        .recorder
-                        .record(
-                            ds.as_ref(),
-                            WARNING,
-                            "FailedCreate",
-                            format!("Error creating: {e}"),
-                        )
-                        .await;
+                    state.recorder.record(
+                        ds.as_ref(),
+                        WARNING,
+                        "FailedCreate",
+                        format!("Error creating: {e}"),
+                    );
                     ctx.expectations.expect(&key, created, vec![]);
                     return Err(e.into());
                 }
@@ -290,15 +284,12 @@ async fn reconcile(ds: Arc<DaemonSet>, state: Arc<State>) -> Result<Action> {
             match api.delete(pod_name, &DeleteParams::background()).await {
                 Ok(_) => {
                     deleted.extend(pod_uid);
-                    state
-                        .recorder
-                        .record(
-                            ds.as_ref(),
-                            NORMAL,
-                            "SuccessfulDelete",
-                            format!("Deleted pod: {pod_name}"),
-                        )
-                        .await;
+                    state.recorder.record(
+                        ds.as_ref(),
+                        NORMAL,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {pod_name}"),
+                    );
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),

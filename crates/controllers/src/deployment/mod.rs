@@ -150,15 +150,12 @@ async fn reconcile(d: Arc<Deployment>, state: Arc<State>) -> Result<Action> {
     })?;
     if sel.is_empty() {
         // Upstream refuses to select every ReplicaSet of the namespace.
-        state
-            .recorder
-            .record(
-                d.as_ref(),
-                crate::events::WARNING,
-                "SelectingAll",
-                "This deployment is selecting all pods. A non-empty selector is required.".into(),
-            )
-            .await;
+        state.recorder.record(
+            d.as_ref(),
+            crate::events::WARNING,
+            "SelectingAll",
+            "This deployment is selecting all pods. A non-empty selector is required.".into(),
+        );
         return Ok(Action::await_change());
     }
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
@@ -467,15 +464,12 @@ async fn scale_all(
         patch_rs(&api, name, patch).await?;
         if from != *size {
             let dir = if *size > from { "up" } else { "down" };
-            state
-                .recorder
-                .record(
-                    d,
-                    NORMAL,
-                    "ScalingReplicaSet",
-                    format!("Scaled {dir} replica set {name} to {size} from {from}"),
-                )
-                .await;
+            state.recorder.record(
+                d,
+                NORMAL,
+                "ScalingReplicaSet",
+                format!("Scaled {dir} replica set {name} to {size} from {from}"),
+            );
         }
     }
     Ok(())
@@ -558,15 +552,12 @@ async fn create_new_rs(
     match api.create(&PostParams::default(), &rs).await {
         Ok(_) => {
             if replicas > 0 {
-                state
-                    .recorder
-                    .record(
-                        d,
-                        NORMAL,
-                        "ScalingReplicaSet",
-                        format!("Scaled up replica set {rs_name} to {replicas}"),
-                    )
-                    .await;
+                state.recorder.record(
+                    d,
+                    NORMAL,
+                    "ScalingReplicaSet",
+                    format!("Scaled up replica set {rs_name} to {replicas}"),
+                );
             }
             if d.spec.progress_deadline_seconds.is_some() {
                 status::refresh(

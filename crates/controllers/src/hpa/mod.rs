@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::autoscaling::v2::{
-    HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition, MetricSpec, MetricStatus,
-    MetricValueStatus,
+    HorizontalPodAutoscaler, HorizontalPodAutoscalerCondition, HorizontalPodAutoscalerStatus,
+    MetricSpec, MetricStatus, MetricValueStatus,
 };
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -181,20 +181,16 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, state: Arc<State>) -> Resu
             let total = errors.len() + metric_statuses.len();
             state
                 .recorder
-                .record(hpa.as_ref(), WARNING, reason, message.clone())
-                .await;
-            state
-                .recorder
-                .record(
-                    hpa.as_ref(),
-                    WARNING,
-                    "FailedComputeMetricsReplicas",
-                    format!(
-                        "invalid metrics ({} invalid out of {total}), first error is: {message}",
-                        errors.len()
-                    ),
-                )
-                .await;
+                .record(hpa.as_ref(), WARNING, reason, message.clone());
+            state.recorder.record(
+                hpa.as_ref(),
+                WARNING,
+                "FailedComputeMetricsReplicas",
+                format!(
+                    "invalid metrics ({} invalid out of {total}), first error is: {message}",
+                    errors.len()
+                ),
+            );
             conditions.set(
                 "ScalingActive",
                 false,
@@ -260,15 +256,12 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, state: Arc<State>) -> Resu
             .await
         {
             let message = format!("the HPA controller was unable to update the target scale: {e}");
-            state
-                .recorder
-                .record(
-                    hpa.as_ref(),
-                    WARNING,
-                    "FailedRescale",
-                    format!("New size: {desired}; reason: {reason}; error: {e}"),
-                )
-                .await;
+            state.recorder.record(
+                hpa.as_ref(),
+                WARNING,
+                "FailedRescale",
+                format!("New size: {desired}; reason: {reason}; error: {e}"),
+            );
             conditions.set("AbleToScale", false, "FailedUpdateScale", &message);
             return keep_scale(&state, &hpa, current, metric_statuses, conditions, period).await;
         }
@@ -288,15 +281,12 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, state: Arc<State>) -> Resu
             "SucceededRescale",
             &format!("the HPA controller was able to update the target scale to {desired}"),
         );
-        state
-            .recorder
-            .record(
-                hpa.as_ref(),
-                NORMAL,
-                "SuccessfulRescale",
-                format!("New size: {desired}; reason: {reason}"),
-            )
-            .await;
+        state.recorder.record(
+            hpa.as_ref(),
+            NORMAL,
+            "SuccessfulRescale",
+            format!("New size: {desired}; reason: {reason}"),
+        );
         tracing::info!(hpa = %format!("{ns}/{}", hpa.name_any()), from = current, to = desired, %reason, "rescaled");
     }
     let desired = if rescale { desired } else { current };
@@ -335,8 +325,7 @@ async fn fail_get_scale(
 ) -> Result<Action> {
     state
         .recorder
-        .record(hpa, WARNING, "FailedGetScale", message.clone())
-        .await;
+        .record(hpa, WARNING, "FailedGetScale", message.clone());
     conditions.set("AbleToScale", false, "FailedGetScale", &message);
     let current = hpa
         .status
@@ -657,15 +646,22 @@ async fn write_status(
     } else {
         previous.and_then(|s| s.last_scale_time.clone())
     };
-    let mut status = json!({
-        "currentReplicas": current,
-        "desiredReplicas": desired,
-        "currentMetrics": metrics,
-        "conditions": conditions.list,
-        "observedGeneration": hpa.metadata.generation,
-    });
-    if let Some(t) = last_scale_time {
-        status["lastScaleTime"] = serde_json::to_value(t)?;
+    let status = HorizontalPodAutoscalerStatus {
+        current_replicas: Some(current),
+        desired_replicas: desired,
+        current_metrics: (!metrics.is_empty()).then_some(metrics),
+        conditions: Some(conditions.list),
+        observed_generation: hpa.metadata.generation,
+        last_scale_time,
+    };
+    // An unchanged status is not written: the write would wake this controller again (it
+    // watches its HPAs) and turn the sync period into a busy loop.
+    if previous == Some(&status) {
+        return Ok(());
+    }
+    let mut status = serde_json::to_value(&status)?;
+    if status.get("currentMetrics").is_none() {
+        status["currentMetrics"] = serde_json::Value::Null;
     }
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(
         state.ctx.client.clone(),

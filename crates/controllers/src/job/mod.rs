@@ -421,8 +421,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
             conds.push(condition("Failed", f.reason, &f.message, now_ts));
             state
                 .recorder
-                .record(job.as_ref(), WARNING, f.reason, f.message.clone())
-                .await;
+                .record(job.as_ref(), WARNING, f.reason, f.message.clone());
         } else if let Some(rule) = success_rule {
             // The rest of the pods are no longer needed.
             delete_pods(&state, &job, &pods_api, &active).await?;
@@ -437,8 +436,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
             status.completion_time = Some(Time(now_ts));
             state
                 .recorder
-                .record(job.as_ref(), NORMAL, "Completed", "Job completed".into())
-                .await;
+                .record(job.as_ref(), NORMAL, "Completed", "Job completed".into());
         } else if decide::complete(&spec, succeeded, &completed, active.len()) {
             conds.push(condition(
                 "SuccessCriteriaMet",
@@ -455,8 +453,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
             status.completion_time = Some(Time(now_ts));
             state
                 .recorder
-                .record(job.as_ref(), NORMAL, "Completed", "Job completed".into())
-                .await;
+                .record(job.as_ref(), NORMAL, "Completed", "Job completed".into());
         } else {
             let pending_ok = ctx.expectations.satisfied(
                 &key,
@@ -599,15 +596,13 @@ async fn manage(
                 let n = p.name_any();
                 state
                     .recorder
-                    .record(job, NORMAL, "SuccessfulCreate", format!("Created pod: {n}"))
-                    .await;
+                    .record(job, NORMAL, "SuccessfulCreate", format!("Created pod: {n}"));
                 created.push(n);
             }
             Err(e) => {
                 state
                     .recorder
-                    .record(job, WARNING, "FailedCreate", format!("Error creating: {e}"))
-                    .await;
+                    .record(job, WARNING, "FailedCreate", format!("Error creating: {e}"));
                 state.ctx.expectations.expect(key, created, vec![]);
                 return Err(e.into());
             }
@@ -626,17 +621,12 @@ async fn delete_pods(
 ) -> Result<()> {
     for p in victims {
         match api.delete(&p.name_any(), &DeleteParams::background()).await {
-            Ok(_) => {
-                state
-                    .recorder
-                    .record(
-                        job,
-                        NORMAL,
-                        "SuccessfulDelete",
-                        format!("Deleted pod: {}", p.name_any()),
-                    )
-                    .await
-            }
+            Ok(_) => state.recorder.record(
+                job,
+                NORMAL,
+                "SuccessfulDelete",
+                format!("Deleted pod: {}", p.name_any()),
+            ),
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),
         }

@@ -116,15 +116,12 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action> {
             &Patch::Merge(&json!({"status": {"conditions": conds}})),
         )
         .await?;
-        state
-            .recorder
-            .record(
-                node.as_ref(),
-                NORMAL,
-                "NodeNotReady",
-                format!("Node {name} status is now: NodeNotReady"),
-            )
-            .await;
+        state.recorder.record(
+            node.as_ref(),
+            NORMAL,
+            "NodeNotReady",
+            format!("Node {name} status is now: NodeNotReady"),
+        );
     }
 
     let current: Vec<Taint> = node
@@ -184,8 +181,7 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action> {
                     let msg = format!("Marking for deletion Pod {ns}/{}", p.name_any());
                     state
                         .recorder
-                        .record(p.as_ref(), NORMAL, "TaintManagerEviction", msg)
-                        .await;
+                        .record(p.as_ref(), NORMAL, "TaintManagerEviction", msg);
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),

@@ -332,27 +332,21 @@ async fn apply<K: Replicated>(
             match pods_api.delete(name, &dp).await {
                 Ok(_) => {
                     deleted.push(pod_uid.clone());
-                    state
-                        .recorder
-                        .record(
-                            owner,
-                            NORMAL,
-                            "SuccessfulDelete",
-                            format!("Deleted pod: {name}"),
-                        )
-                        .await;
+                    state.recorder.record(
+                        owner,
+                        NORMAL,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {name}"),
+                    );
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {}
                 Err(e) => {
-                    state
-                        .recorder
-                        .record(
-                            owner,
-                            WARNING,
-                            "FailedDelete",
-                            format!("Error deleting: {e}"),
-                        )
-                        .await;
+                    state.recorder.record(
+                        owner,
+                        WARNING,
+                        "FailedDelete",
+                        format!("Error deleting: {e}"),
+                    );
                     ctx.expectations.expect(key, vec![], deleted);
                     return Err(e.into());
                 }
@@ -383,29 +377,23 @@ async fn create_pods<K: Replicated>(
             match r {
                 Ok(p) => {
                     let name = p.name_any();
-                    state
-                        .recorder
-                        .record(
-                            owner,
-                            NORMAL,
-                            "SuccessfulCreate",
-                            format!("Created pod: {name}"),
-                        )
-                        .await;
+                    state.recorder.record(
+                        owner,
+                        NORMAL,
+                        "SuccessfulCreate",
+                        format!("Created pod: {name}"),
+                    );
                     created.push(name);
                 }
                 Err(e) => {
                     failed = true;
                     tracing::warn!(owner = %owner.name_any(), error = %e, "creating a pod failed");
-                    state
-                        .recorder
-                        .record(
-                            owner,
-                            WARNING,
-                            "FailedCreate",
-                            format!("Error creating: {e}"),
-                        )
-                        .await;
+                    state.recorder.record(
+                        owner,
+                        WARNING,
+                        "FailedCreate",
+                        format!("Error creating: {e}"),
+                    );
                 }
             }
         }

@@ -199,8 +199,7 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
                     let msg = format!("create Pod {n} in StatefulSet {name} successful");
                     state
                         .recorder
-                        .record(set.as_ref(), NORMAL, "SuccessfulCreate", msg)
-                        .await;
+                        .record(set.as_ref(), NORMAL, "SuccessfulCreate", msg);
                     created.push(n);
                 }
                 // The previous pod of that name is still terminating.
@@ -210,8 +209,7 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
                         format!("create Pod {name}-{o} in StatefulSet {name} failed error: {e}");
                     state
                         .recorder
-                        .record(set.as_ref(), WARNING, "FailedCreate", msg)
-                        .await;
+                        .record(set.as_ref(), WARNING, "FailedCreate", msg);
                     return Err(e.into());
                 }
             }
@@ -229,8 +227,7 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
                     let msg = format!("delete Pod {n} in StatefulSet {name} successful");
                     state
                         .recorder
-                        .record(set.as_ref(), NORMAL, "SuccessfulDelete", msg)
-                        .await;
+                        .record(set.as_ref(), NORMAL, "SuccessfulDelete", msg);
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
@@ -453,10 +450,7 @@ async fn ensure_claims(state: &State, set: &StatefulSet, ordinal: i32) -> Result
                 let msg = format!(
                     "create Claim {name} Pod {set_name}-{ordinal} in StatefulSet {set_name} success"
                 );
-                state
-                    .recorder
-                    .record(set, NORMAL, "SuccessfulCreate", msg)
-                    .await;
+                state.recorder.record(set, NORMAL, "SuccessfulCreate", msg);
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {}
             Err(e) => return Err(e.into()),

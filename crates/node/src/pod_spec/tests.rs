@@ -126,7 +126,7 @@ fn limits_alone_request_the_limit_and_sandbox_uses_the_pod() {
     }));
     let c = &p.spec.as_ref().expect("spec").containers[0];
     assert_eq!(resources(c).cpu_shares, Some(1024));
-    let s = sandbox_config(&p, 0);
+    let s = sandbox_config(&p, 0, None);
     assert_eq!(
         (s.hostname.as_str(), s.metadata.uid.as_str()),
         ("custom", "u")

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use rudder_runtime::{ContainerId, ContainerState, SandboxId};
 
+use super::events::{NORMAL, WARNING, container_event};
 use super::{Shared, Slot};
 use crate::prober::{self, Kind, Tally, Timing, Verdict};
 
@@ -74,6 +75,14 @@ pub(super) async fn post_start(
     let timeout = Duration::from_secs(30);
     if !prober::run_hook(&hook, &*shared.runtime, id, netns, &ports_of(c), timeout).await {
         tracing::info!(pod = ?pod.metadata.name, container = %c.name, "postStart hook failed, killing the container");
+        container_event(
+            shared,
+            pod,
+            &c.name,
+            WARNING,
+            "FailedPostStartHook",
+            "PostStartHook failed".into(),
+        );
         let _ = shared.runtime.stop_container(id, Duration::ZERO).await;
     }
 }
@@ -145,8 +154,30 @@ pub(super) async fn probe(
             timing.timeout,
         )
         .await;
+        if !ok {
+            container_event(
+                shared,
+                pod,
+                &c.name,
+                WARNING,
+                "Unhealthy",
+                format!("{} probe failed", kind_name(kind)),
+            );
+        }
         if prober::record(kind, timing, tally, ok, Instant::now()) == Verdict::Kill {
             tracing::info!(pod = ?pod.metadata.name, container = %c.name, ?kind, "probe failed, killing the container");
+            container_event(
+                shared,
+                pod,
+                &c.name,
+                NORMAL,
+                "Killing",
+                format!(
+                    "Container {} failed {} probe, will be restarted",
+                    c.name,
+                    kind_name(kind).to_lowercase()
+                ),
+            );
             kill = true;
         }
     }
@@ -161,5 +192,14 @@ pub(super) async fn probe(
             .runtime
             .stop_container(&id, Duration::from_secs(grace))
             .await;
+    }
+}
+
+/// How upstream names a probe in events (`Liveness probe failed`).
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Startup => "Startup",
+        Kind::Liveness => "Liveness",
+        Kind::Readiness => "Readiness",
     }
 }
