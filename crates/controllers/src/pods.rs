@@ -29,7 +29,8 @@ pub fn new_controller_ref(api_version: &str, kind: &str, name: &str, uid: &str) 
     }
 }
 
-fn phase(pod: &Pod) -> &str {
+/// The pod's phase (empty when not reported yet).
+pub fn phase(pod: &Pod) -> &str {
     pod.status
         .as_ref()
         .and_then(|s| s.phase.as_deref())

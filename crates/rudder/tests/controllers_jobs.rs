@@ -303,3 +303,137 @@ fn indexed_jobs_fail_indexes_and_follow_success_policies() {
     );
     assert_eq!(leader["status"]["completedIndexes"], "0", "{leader}");
 }
+
+/// The Job's pods that are not being deleted, and those that are.
+fn pods_by_state(s: &Server, job: &str) -> (Vec<String>, Vec<String>) {
+    let list = json(&s.ok_kubectl(
+        K,
+        &[
+            "get",
+            "pods",
+            "-l",
+            &format!("job-name={job}"),
+            "-o",
+            "json",
+        ],
+    ));
+    let (mut live, mut going) = (vec![], vec![]);
+    for p in list["items"].as_array().cloned().unwrap_or_default() {
+        let name = p["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if p["metadata"]["deletionTimestamp"].is_null() {
+            live.push(name);
+        } else {
+            going.push(name);
+        }
+    }
+    (live, going)
+}
+
+#[test]
+fn pod_replacement_policy_and_managed_by() {
+    // No node: the pods stay pending, and only this test deletes them.
+    let s = Server::start_with(&["--disable-agent", "--controllers", "*,-podgc"]);
+    let unscheduled = |name: &str, extra: serde_json::Value| {
+        let mut j: serde_json::Value =
+            serde_json::from_str(&job(name, "", "true", extra)).expect("job json");
+        if let Some(spec) = j["spec"]["template"]["spec"].as_object_mut() {
+            spec.remove("nodeName");
+        }
+        j.to_string()
+    };
+    s.create(
+        K,
+        Some("default"),
+        &unscheduled(
+            "elsewhere",
+            serde_json::json!({"managedBy": "example.com/other"}),
+        ),
+    );
+    s.create(
+        K,
+        Some("default"),
+        &unscheduled(
+            "patient",
+            serde_json::json!({"podReplacementPolicy": "Failed"}),
+        ),
+    );
+    s.create(
+        K,
+        Some("default"),
+        &unscheduled("eager", serde_json::json!({})),
+    );
+    let first = |job: &str| {
+        controllers_support::wait_for(&format!("{job}'s pod"), 60, &s, || {
+            pods_by_state(&s, job).0.first().cloned()
+        })
+    };
+    let (patient, eager) = (first("patient"), first("eager"));
+    // Both pods are held by a finalizer, so deleting them leaves them terminating.
+    for pod in [&patient, &eager] {
+        s.ok_kubectl(
+            K,
+            &[
+                "patch",
+                "pod",
+                pod,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+            ],
+        );
+        s.ok_kubectl(K, &["delete", "pod", pod, "--wait=false"]);
+    }
+    // The default policy replaces a terminating pod at once.
+    controllers_support::wait_for("eager's replacement", 60, &s, || {
+        let (live, going) = pods_by_state(&s, "eager");
+        (live.len() == 1 && going == [eager.clone()]).then_some(())
+    });
+    // `Failed` waits: the terminating pod is counted, not replaced.
+    let job = controllers_support::wait_for("patient's terminating count", 60, &s, || {
+        let j = controllers_support::get(&s, &["job", "patient"])?;
+        (j["status"]["terminating"] == 1).then_some(j)
+    });
+    assert_eq!(job["status"]["active"], 0, "{job}");
+    assert_eq!(
+        pods_by_state(&s, "patient").0,
+        Vec::<String>::new(),
+        "no replacement yet"
+    );
+    // Once the pod is gone, its replacement comes.
+    s.ok_kubectl(
+        K,
+        &[
+            "patch",
+            "pod",
+            &patient,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    );
+    controllers_support::wait_for("patient's replacement", 60, &s, || {
+        let (live, going) = pods_by_state(&s, "patient");
+        (live.len() == 1 && going.is_empty()).then_some(())
+    });
+    s.ok_kubectl(
+        K,
+        &[
+            "patch",
+            "pod",
+            &eager,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    );
+    // A Job managed by another controller got nothing from this one, while the others did.
+    assert_eq!(pods_by_state(&s, "elsewhere"), (vec![], vec![]));
+    let other = controllers_support::get(&s, &["job", "elsewhere"]).expect("the job");
+    assert!(
+        other["status"]["active"].is_null() && other["status"]["startTime"].is_null(),
+        "{other}"
+    );
+}

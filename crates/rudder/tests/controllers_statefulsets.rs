@@ -205,3 +205,69 @@ fn statefulset_ordinals_claim_retention_and_undo() {
         claim_names(&s).is_empty().then_some(())
     });
 }
+
+#[test]
+fn min_ready_seconds_paces_ordered_creation() {
+    // Simulated nodes: pods run and turn Ready at once, so only minReadySeconds paces them.
+    let s = common::Server::start_with(&[
+        "--disable-agent",
+        "--simulate-nodes",
+        "1",
+        "--cluster-cidr",
+        "172.30.0.0/16",
+        "--node-cidr-mask-size",
+        "24",
+    ]);
+    s.create(
+        K,
+        Some("default"),
+        &serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": "slow"},
+            "spec": {
+                "replicas": 2,
+                "minReadySeconds": 4,
+                "serviceName": "slow",
+                "selector": {"matchLabels": {"app": "slow"}},
+                "template": {
+                    "metadata": {"labels": {"app": "slow"}},
+                    "spec": {"containers": [{"name": "main", "image": "busybox:1.36"}]},
+                },
+            },
+        })
+        .to_string(),
+    );
+    let set = wait_for("both pods available", 90, &s, || {
+        let set = controllers_support::get(&s, &["statefulset", "slow"])?;
+        (set["status"]["availableReplicas"] == 2).then_some(set)
+    });
+    assert_eq!(set["status"]["readyReplicas"], 2, "{set}");
+    let pods = items(&s, &["pods", "-l", "app=slow"]);
+    let pod = |n: &str| {
+        pods.iter()
+            .find(|p| p["metadata"]["name"] == n)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let secs = |t: &serde_json::Value| {
+        let out = std::process::Command::new("date")
+            .args(["-u", "-d", t.as_str().unwrap_or(""), "+%s"])
+            .output()
+            .expect("date");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<i64>()
+            .unwrap_or(0)
+    };
+    let ready_at = pod("slow-0")["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| secs(&c["lastTransitionTime"]))
+        .unwrap_or(0);
+    let second_created = secs(&pod("slow-1")["metadata"]["creationTimestamp"]);
+    assert!(
+        ready_at > 0 && second_created - ready_at >= 4,
+        "slow-1 was created {}s after slow-0 turned Ready; minReadySeconds is 4",
+        second_created - ready_at
+    );
+}

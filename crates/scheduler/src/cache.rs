@@ -5,11 +5,11 @@
 //! so the next decision already counts them. Pure functions of the events; `scheduler.rs` feeds
 //! them from `kube::runtime::watcher` streams.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use rudder_machinery::label_selector::LabelSelector;
@@ -30,6 +30,8 @@ pub struct Cache {
     pub assumed: HashSet<String>,
     pub classes: Classes,
     pub budgets: HashMap<String, Budget>,
+    /// Namespace labels by name, for affinity terms' `namespaceSelector`.
+    pub namespaces: HashMap<String, BTreeMap<String, String>>,
 }
 
 pub fn key_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> String {
@@ -83,6 +85,7 @@ impl Cache {
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty());
         if let Some(node) = node {
+            self.snapshot.clear_nomination(&key);
             queue.remove(&key);
             self.assumed.remove(&key);
             let freed = self.unplace(&key);
@@ -95,10 +98,9 @@ impl Cache {
                 return;
             }
             let priority = self.classes.resolve(&pod);
-            if self
-                .snapshot
-                .add_pod(&node, Arc::new(PodInfo::new(Arc::new(pod), priority)))
-            {
+            let mut info = PodInfo::new(Arc::new(pod), priority);
+            info.resolve_namespaces(&self.namespaces);
+            if self.snapshot.add_pod(&node, Arc::new(info)) {
                 self.placed.insert(key, node);
             }
             return;
@@ -107,8 +109,23 @@ impl Cache {
             return;
         }
         if pod.metadata.deletion_timestamp.is_some() {
+            self.snapshot.clear_nomination(&key);
             queue.remove(&key);
             return;
+        }
+        // A pending pod nominated by preemption holds its room on that node.
+        match pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty())
+        {
+            Some(node) => {
+                let priority = self.classes.resolve(&pod);
+                let info = PodInfo::new(Arc::new(pod.clone()), priority);
+                self.snapshot.nominate(node, Arc::new(info));
+            }
+            None => self.snapshot.clear_nomination(&key),
         }
         let scheduler = spec
             .and_then(|s| s.scheduler_name.as_deref())
@@ -127,11 +144,27 @@ impl Cache {
 
     /// A pod was deleted.
     pub fn delete_pod(&mut self, key: &str, queue: &mut Queue, now: Instant) {
+        self.snapshot.clear_nomination(key);
         queue.remove(key);
         self.assumed.remove(key);
         if self.unplace(key) {
             queue.move_all(now);
         }
+    }
+
+    /// A namespace was added or changed: its labels may now match affinity terms'
+    /// `namespaceSelector`s.
+    pub fn apply_namespace(&mut self, ns: &Namespace, queue: &mut Queue, now: Instant) {
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        let labels = ns.metadata.labels.clone().unwrap_or_default();
+        if self.namespaces.get(&name) != Some(&labels) {
+            self.namespaces.insert(name, labels);
+            queue.move_all(now);
+        }
+    }
+
+    pub fn delete_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
     }
 
     pub fn apply_node(&mut self, node: Node, queue: &mut Queue, now: Instant) {

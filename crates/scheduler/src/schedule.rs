@@ -123,6 +123,31 @@ pub fn run_pre_filter(
     Ok(())
 }
 
+/// Runs the Filters on one node as upstream's `RunFilterPluginsWithNominatedPods`: when pods
+/// of at least this pod's priority are nominated to the node, the node must fit with them on it
+/// (their room is reserved) and also without them (they may not come).
+pub fn run_filters_with_nominated(
+    profile: &Profile,
+    state: &CycleState,
+    pod: &PodInfo,
+    node: &NodeInfo,
+    snap: &Snapshot,
+) -> Status {
+    let nominated = snap.nominated_for(&node.name, pod);
+    if nominated.is_empty() {
+        return run_filters(profile, state, pod, node);
+    }
+    let mut with = node.clone();
+    for p in nominated {
+        with.add_pod(p);
+    }
+    let s = run_filters(profile, state, pod, &with);
+    if !s.passes() {
+        return s;
+    }
+    run_filters(profile, state, pod, node)
+}
+
 /// Runs the Filters on one node and returns the first failure (or success).
 pub fn run_filters(
     profile: &Profile,
@@ -190,7 +215,7 @@ impl Algorithm {
         while visited < total && feasible.len() < want {
             let node = &snap.nodes[(start + visited) % total];
             visited += 1;
-            let s = run_filters(profile, &state, pod, node);
+            let s = run_filters_with_nominated(profile, &state, pod, node, snap);
             if s.passes() {
                 feasible.push(node);
             } else {
@@ -360,5 +385,48 @@ mod tests {
             e.message(),
             "0/3 nodes are available: persistentvolumeclaim \"gone\" not found."
         );
+    }
+
+    #[test]
+    fn nominated_pods_hold_their_room_against_lower_priorities() {
+        let cpu = |n: &str, prio: i32| {
+            pod(
+                n,
+                json!({}),
+                json!({"priority": prio, "containers": [{"name": "c", "resources": {"requests": {"cpu": "3"}}}]}),
+            )
+        };
+        let mut snap = snapshot(
+            vec![
+                node("a", json!({}), json!({})),
+                node("b", json!({}), json!({})),
+            ],
+            vec![("b", cpu("resident", 0))],
+        );
+        // A preemptor of priority 100 was nominated to `a` (4 CPUs, 3 promised).
+        snap.nominate("a", std::sync::Arc::new(cpu("preemptor", 100)));
+        let config = Config::default();
+        let profile = &config.profiles[0];
+        let mut alg = Algorithm::default();
+        // (pod, priority, where it goes or None when it fits nowhere)
+        let cases = [
+            ("low", 10, None),
+            ("equal", 100, None),
+            ("higher", 1000, Some("a")),
+        ];
+        for (name, prio, want) in cases {
+            let got = alg
+                .schedule(profile, 0, &snap, &cpu(name, prio))
+                .ok()
+                .map(|p| p.node);
+            assert_eq!(got.as_deref(), want, "{name}");
+        }
+        // The preemptor itself is not held back by its own nomination.
+        let own = alg.schedule(profile, 0, &snap, &cpu("preemptor", 100));
+        assert_eq!(own.map(|p| p.node).ok().as_deref(), Some("a"));
+        // Once the nomination is gone, the room is free again.
+        snap.clear_nomination("default/preemptor");
+        let low = alg.schedule(profile, 0, &snap, &cpu("low", 10));
+        assert_eq!(low.map(|p| p.node).ok().as_deref(), Some("a"));
     }
 }

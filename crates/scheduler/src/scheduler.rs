@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    Binding, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
+    Binding, Namespace, Node, ObjectReference, PersistentVolume, PersistentVolumeClaim, Pod,
 };
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
@@ -167,6 +167,14 @@ impl Scheduler {
             Change::Delete(key) => lock(&sh.cache).delete_class(key.trim_start_matches('/')),
             Change::Known(_) => {}
         });
+        let namespaces = watch(Api::<Namespace>::all(c.clone()), s, |sh, ev| {
+            let (mut cache, mut queue) = (lock(&sh.cache), lock(&sh.queue));
+            match ev {
+                Change::Apply(ns) => cache.apply_namespace(&ns, &mut queue, Instant::now()),
+                Change::Delete(key) => cache.delete_namespace(key.trim_start_matches('/')),
+                Change::Known(_) => {}
+            }
+        });
         let budgets = watch(Api::<PodDisruptionBudget>::all(c), s, |sh, ev| match ev {
             Change::Apply(pdb) => lock(&sh.cache).apply_budget(&pdb),
             Change::Delete(key) => lock(&sh.cache).delete_budget(&key),
@@ -179,6 +187,7 @@ impl Scheduler {
             pvcs,
             classes,
             budgets,
+            namespaces,
             self.schedule_loop()
         );
     }
@@ -248,7 +257,11 @@ impl Scheduler {
             return Decision::Skip;
         };
         let mut cache = lock(&self.shared.cache);
-        let info = Arc::new(PodInfo::new(pod.clone(), cache.classes.resolve(pod)));
+        let mut info = PodInfo::new(pod.clone(), cache.classes.resolve(pod));
+        if info.selects_namespaces() {
+            info.resolve_namespaces(&cache.namespaces);
+        }
+        let info = Arc::new(info);
         match algorithm.schedule(
             profile,
             self.config.percentage_of_nodes_to_score,

@@ -19,6 +19,9 @@ pub struct AffinityTerm {
     /// Namespaces the selected pods must be in; `None` means every namespace (an empty
     /// `namespaceSelector`).
     pub namespaces: Option<HashSet<String>>,
+    /// A non-empty `namespaceSelector`: the namespaces whose labels it matches join
+    /// `namespaces` when the term is resolved against the cluster's namespaces.
+    pub namespace_selector: Option<LabelSelector>,
     pub topology_key: String,
     /// The term's weight for preferred terms, 0 for required ones.
     pub weight: i32,
@@ -33,29 +36,59 @@ impl AffinityTerm {
             s.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
                 && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
         });
+        let namespace_selector = if all_namespaces {
+            None
+        } else {
+            match term.namespace_selector.as_ref() {
+                Some(sel) => Some(LabelSelector::from_api(Some(sel)).ok()?),
+                None => None,
+            }
+        };
         let namespaces = if all_namespaces {
             None
         } else {
             let mut set: HashSet<String> = term.namespaces.iter().flatten().cloned().collect();
-            if set.is_empty() {
+            // Upstream: neither a list nor a selector means the pod's own namespace.
+            if set.is_empty() && namespace_selector.is_none() {
                 set.insert(own_namespace.to_owned());
             }
             Some(set)
         };
-        let mut ns_list: Vec<&String> = namespaces.iter().flatten().collect();
-        ns_list.sort();
-        let signature = format!(
-            "{selector}|{ns_list:?}|{}|{}",
-            namespaces.is_none(),
-            term.topology_key
-        );
-        Some(AffinityTerm {
+        let mut t = AffinityTerm {
             selector,
             namespaces,
+            namespace_selector,
             topology_key: term.topology_key.clone(),
             weight,
-            signature,
-        })
+            signature: String::new(),
+        };
+        t.sign();
+        Some(t)
+    }
+
+    fn sign(&mut self) {
+        let mut ns_list: Vec<&String> = self.namespaces.iter().flatten().collect();
+        ns_list.sort();
+        self.signature = format!(
+            "{}|{ns_list:?}|{}|{}",
+            self.selector,
+            self.namespaces.is_none(),
+            self.topology_key
+        );
+    }
+
+    /// Adds the namespaces the term's `namespaceSelector` matches (`labels` by namespace name),
+    /// as upstream resolves the selector when it schedules.
+    pub fn resolve_namespaces(&mut self, labels: &HashMap<String, BTreeMap<String, String>>) {
+        let (Some(sel), Some(set)) = (&self.namespace_selector, self.namespaces.as_mut()) else {
+            return;
+        };
+        for (ns, l) in labels {
+            if sel.matches(l) {
+                set.insert(ns.clone());
+            }
+        }
+        self.sign();
     }
 
     /// Whether `pod` is one of the pods this term selects.
@@ -151,6 +184,33 @@ impl PodInfo {
             namespace,
             pod,
         }
+    }
+
+    /// Resolves the `namespaceSelector`s of the pod's affinity terms against the cluster's
+    /// namespaces (`labels` by namespace name).
+    pub fn resolve_namespaces(&mut self, labels: &HashMap<String, BTreeMap<String, String>>) {
+        if labels.is_empty() {
+            return;
+        }
+        for t in self
+            .required_affinity
+            .iter_mut()
+            .chain(self.required_anti_affinity.iter_mut())
+            .chain(self.preferred_affinity.iter_mut())
+            .chain(self.preferred_anti_affinity.iter_mut())
+        {
+            t.resolve_namespaces(labels);
+        }
+    }
+
+    /// Whether any affinity term has a `namespaceSelector` to resolve.
+    pub fn selects_namespaces(&self) -> bool {
+        self.required_affinity
+            .iter()
+            .chain(&self.required_anti_affinity)
+            .chain(&self.preferred_affinity)
+            .chain(&self.preferred_anti_affinity)
+            .any(|t| t.namespace_selector.is_some())
     }
 
     /// `namespace/name`, the pod's key everywhere in the scheduler.
@@ -359,6 +419,11 @@ pub struct Snapshot {
     /// Image name → number of nodes that have it (ImageLocality's spread factor).
     pub image_nodes: HashMap<String, usize>,
     pub volumes: Volumes,
+    /// Pending pods nominated to a node by preemption (`status.nominatedNodeName`), by node:
+    /// the room they were promised is held for them against pods of lower priority.
+    nominated: HashMap<String, Vec<Arc<PodInfo>>>,
+    /// Pod key → the node it is nominated to.
+    nominated_to: HashMap<String, String>,
 }
 
 impl Snapshot {
@@ -430,6 +495,41 @@ impl Snapshot {
             }
             None => false,
         }
+    }
+
+    /// Records that `pod` (pending) is nominated to `node`, replacing an earlier nomination.
+    pub fn nominate(&mut self, node: &str, pod: Arc<PodInfo>) {
+        let key = pod.key();
+        self.clear_nomination(&key);
+        self.nominated.entry(node.to_owned()).or_default().push(pod);
+        self.nominated_to.insert(key, node.to_owned());
+    }
+
+    /// Forgets the nomination of pod `key` (bound, deleted, or nominated no more).
+    pub fn clear_nomination(&mut self, key: &str) {
+        let Some(node) = self.nominated_to.remove(key) else {
+            return;
+        };
+        if let Some(list) = self.nominated.get_mut(&node) {
+            list.retain(|p| p.key() != key);
+            if list.is_empty() {
+                self.nominated.remove(&node);
+            }
+        }
+    }
+
+    /// The pods nominated to `node` that `pod` must leave room for: the others of at least its
+    /// priority (upstream's `addNominatedPods`).
+    pub fn nominated_for(&self, node: &str, pod: &PodInfo) -> Vec<Arc<PodInfo>> {
+        self.nominated
+            .get(node)
+            .map(|list| {
+                list.iter()
+                    .filter(|p| p.priority >= pod.priority && p.key() != pod.key())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Takes pod `namespace/name` off `node`.

@@ -158,6 +158,15 @@ pub fn failure(
     None
 }
 
+/// `podReplacementPolicy: Failed` (explicit, or the default when a `podFailurePolicy` is
+/// set): a pod being deleted is replaced only once it has stopped.
+pub fn replace_only_failed(spec: Option<&k8s_openapi::api::batch::v1::JobSpec>) -> bool {
+    match spec.and_then(|s| s.pod_replacement_policy.as_deref()) {
+        Some(p) => p == "Failed",
+        None => spec.is_some_and(|s| s.pod_failure_policy.is_some()),
+    }
+}
+
 /// Whether the Job has succeeded.
 pub fn complete(spec: &Spec, succeeded: i32, completed: &BTreeSet<i32>, active: usize) -> bool {
     match (spec.indexed, spec.completions) {
@@ -364,5 +373,23 @@ mod tests {
             FailureVerdict::FailIndex
         );
         assert_eq!(failure_verdict(None, &p), FailureVerdict::Count);
+    }
+
+    #[test]
+    fn replacement_policy_defaults_follow_the_failure_policy() {
+        use k8s_openapi::api::batch::v1::{JobSpec, PodFailurePolicy};
+        let with = |policy: Option<&str>, failure_policy: bool| JobSpec {
+            pod_replacement_policy: policy.map(str::to_owned),
+            pod_failure_policy: failure_policy.then(PodFailurePolicy::default),
+            ..Default::default()
+        };
+        assert!(!replace_only_failed(None));
+        assert!(!replace_only_failed(Some(&with(None, false))));
+        assert!(replace_only_failed(Some(&with(None, true))));
+        assert!(replace_only_failed(Some(&with(Some("Failed"), false))));
+        assert!(!replace_only_failed(Some(&with(
+            Some("TerminatingOrFailed"),
+            true
+        ))));
     }
 }

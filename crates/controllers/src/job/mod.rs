@@ -34,6 +34,9 @@ use crate::{Context, Result, pods};
 
 const COMPONENT: &str = "job-controller";
 
+/// The `spec.managedBy` value (and the default) under which this controller syncs a Job.
+pub const MANAGED_BY: &str = "kubernetes.io/job-controller";
+
 struct State {
     ctx: Context,
     recorder: Recorder,
@@ -249,6 +252,15 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
     let Some(uid) = job.uid() else {
         return Ok(Action::await_change());
     };
+    // `spec.managedBy` hands the Job to another controller (upstream's default name is ours).
+    if job
+        .spec
+        .as_ref()
+        .and_then(|s| s.managed_by.as_deref())
+        .is_some_and(|m| m != MANAGED_BY)
+    {
+        return Ok(Action::await_change());
+    }
     let key = format!("Job/{ns}/{name}");
     if state.stale(&key, &job) {
         return Ok(Action::requeue(Duration::from_millis(100)));
@@ -390,6 +402,17 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
     let mut wake: Option<i64> = None;
 
     let active: Vec<&Arc<Pod>> = mine.iter().filter(|p| pods::is_active(p)).collect();
+    // Pods being deleted that have not stopped yet; under `podReplacementPolicy: Failed` they
+    // still hold their place, so no replacement starts before they are gone.
+    let terminating: Vec<&Arc<Pod>> = mine
+        .iter()
+        .filter(|p| pods::is_terminating(p) && !matches!(pods::phase(p), "Succeeded" | "Failed"))
+        .collect();
+    let occupying: Vec<&Arc<Pod>> = if decide::replace_only_failed(job.spec.as_ref()) {
+        active.iter().chain(&terminating).copied().collect()
+    } else {
+        active.clone()
+    };
     let mut conds = status.conditions.clone().unwrap_or_default();
     let finished = finished_at(&status).is_some();
     if status.start_time.is_none() && !spec.suspended {
@@ -462,7 +485,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
             );
             if pending_ok {
                 wake = manage(
-                    &state, &job, &uid, &spec, succeeded, &completed, &active, &pods_api, &key,
+                    &state, &job, &uid, &spec, succeeded, &completed, &occupying, &pods_api, &key,
                     &retry,
                 )
                 .await?;
@@ -472,6 +495,7 @@ async fn reconcile(job: Arc<Job>, state: Arc<State>) -> Result<Action> {
     }
     status.conditions = Some(conds);
     status.active = Some(i32::try_from(active.len()).unwrap_or(0));
+    status.terminating = Some(i32::try_from(terminating.len()).unwrap_or(0));
     status.ready =
         Some(i32::try_from(active.iter().filter(|p| pods::is_ready(p)).count()).unwrap_or(0));
     if status != old_status || recorded_new {
@@ -565,14 +589,23 @@ async fn manage(
             .min()
             .copied();
         if spec.suspended {
-            to_delete = active.to_vec();
+            to_delete = active
+                .iter()
+                .filter(|p| !pods::is_terminating(p))
+                .copied()
+                .collect();
         }
     } else {
         let want = usize::try_from(decide::want_active(spec, succeeded)).unwrap_or(0);
         if active.len() < want {
             to_create = vec![None; want - active.len()];
         } else if active.len() > want {
-            let mut victims = active.to_vec();
+            // Pods already going are not deleted again.
+            let mut victims: Vec<&Arc<Pod>> = active
+                .iter()
+                .filter(|p| !pods::is_terminating(p))
+                .copied()
+                .collect();
             victims.sort_by(|a, b| pods::deletion_order(a, b));
             to_delete = victims.into_iter().take(active.len() - want).collect();
         }

@@ -1,7 +1,8 @@
 //! The StatefulSet decisions, after upstream's `stateful_set_control`: pods `<set>-<ordinal>`
 //! for ordinals `0..replicas`, created in order and one at a time under OrderedReady (each
 //! waits for its predecessors to be running and ready) or all at once under Parallel; surplus
-//! ordinals deleted from the highest; failed pods replaced; RollingUpdate from the highest
+//! ordinals deleted from the highest; failed pods replaced; "ready" means available, i.e. ready
+//! for `minReadySeconds`; RollingUpdate from the highest
 //! ordinal down to the partition, up to `maxUnavailable` pods at a time; ordinals from
 //! `ordinals.start`; which owners a pod's claims carry under the PVC retention policy. Pure.
 
@@ -13,6 +14,9 @@ pub struct Slot {
     pub name: String,
     pub ordinal: i32,
     pub running_ready: bool,
+    /// Running and Ready for the set's `minReadySeconds`: what ordered creation, ordered
+    /// scale-down and the rolling update wait for.
+    pub available: bool,
     pub failed: bool,
     pub terminating: bool,
     /// Its `controller-revision-hash`.
@@ -78,7 +82,7 @@ pub fn plan(spec: &Spec, pods: &[Slot]) -> Plan {
                     return plan;
                 }
             }
-            Some(s) if !spec.parallel && (!s.running_ready || s.terminating) => return plan,
+            Some(s) if !spec.parallel && (!s.available || s.terminating) => return plan,
             Some(_) => {}
         }
     }
@@ -95,7 +99,7 @@ pub fn plan(spec: &Spec, pods: &[Slot]) -> Plan {
             && pods
                 .iter()
                 .filter(|s| wanted.contains(&s.ordinal))
-                .all(|s| s.running_ready)
+                .all(|s| s.available)
         {
             plan.delete.push(condemned[0].name.clone());
         }
@@ -109,7 +113,7 @@ pub fn plan(spec: &Spec, pods: &[Slot]) -> Plan {
         let range = low.max(wanted.start)..wanted.end;
         let unavailable = range
             .clone()
-            .filter(|o| at(*o).is_none_or(|s| !s.running_ready || s.terminating))
+            .filter(|o| at(*o).is_none_or(|s| !s.available || s.terminating))
             .count();
         let budget = usize::try_from(spec.max_unavailable.max(1))
             .unwrap_or(1)
@@ -174,9 +178,29 @@ mod tests {
             name: format!("web-{o}"),
             ordinal: o,
             running_ready: ready,
+            available: ready,
             revision: rev.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn min_ready_seconds_holds_ordered_creation_and_updates_until_available() {
+        // web-0 is ready but not yet for minReadySeconds.
+        let mut young = slot(0, true, "new");
+        young.available = false;
+        let s = spec(3, false, None);
+        assert_eq!(plan(&s, &[young.clone()]), Plan::default(), "web-1 waits");
+        let mut upd = spec(2, false, Some(0));
+        upd.update_revision = "new".into();
+        let old = slot(0, true, "old");
+        // web-1 was just updated and is not available yet: web-0 is not touched.
+        let mut fresh = slot(1, true, "new");
+        fresh.available = false;
+        assert_eq!(plan(&upd, &[old.clone(), fresh]), Plan::default());
+        // Once web-1 is available, web-0 is next.
+        let got = plan(&upd, &[old, slot(1, true, "new")]);
+        assert_eq!(got.delete, ["web-0"]);
     }
 
     fn spec(replicas: i32, parallel: bool, partition: Option<i32>) -> Spec {

@@ -133,14 +133,17 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
             .unwrap_or_else(|| set.spec.template.clone())
     };
 
+    let min_ready = set.spec.min_ready_seconds.map_or(0, i64::from);
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
     let slots: Vec<Slot> = mine
         .iter()
         .filter_map(|p| {
             let n = p.name_any();
+            let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
             Some(Slot {
                 ordinal: ordinal(&name, &n)?,
-                running_ready: pods::is_ready(p)
-                    && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"),
+                running_ready: running && pods::is_ready(p),
+                available: running && pods::is_available(p, min_ready, now),
                 failed: p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"),
                 terminating: pods::is_terminating(p),
                 revision: p.labels().get(REVISION_HASH).cloned().unwrap_or_default(),
@@ -247,8 +250,14 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
         .filter(|s| s.revision == current_revision)
         .count();
     let ready = live.iter().filter(|s| s.running_ready).count();
-    let min_ready = set.spec.min_ready_seconds.map_or(0, i64::from);
-    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    // Nothing changes when a ready pod becomes available: look again then.
+    let recheck = mine
+        .iter()
+        .filter(|p| !pods::is_available(p, min_ready, now))
+        .filter_map(|p| pods::ready_since(p))
+        .map(|since| since.saturating_add(min_ready).saturating_sub(now).max(1))
+        .min()
+        .map(|secs| Duration::from_secs(u64::try_from(secs).unwrap_or(1)));
     let available = mine
         .iter()
         .filter(|p| !pods::is_terminating(p) && pods::is_available(p, min_ready, now))
@@ -288,10 +297,10 @@ async fn reconcile(set: Arc<StatefulSet>, state: Arc<State>) -> Result<Action> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(if manage {
-        Action::await_change()
-    } else {
-        Action::requeue(Duration::from_secs(1))
+    Ok(match (manage, recheck) {
+        (false, _) => Action::requeue(Duration::from_secs(1)),
+        (true, Some(after)) => Action::requeue(after),
+        (true, None) => Action::await_change(),
     })
 }
 

@@ -314,4 +314,38 @@ mod tests {
             vec![("a1".into(), 0), ("b1".into(), 100)]
         );
     }
+
+    #[test]
+    fn namespace_selectors_resolve_against_namespace_labels() {
+        use std::collections::{BTreeMap, HashMap};
+        let mut db = pod("db", json!({"app": "db"}), json!({}));
+        db.namespace = "prod".into();
+        let snap = snapshot(
+            vec![
+                node("n1", json!({"zone": "a"}), json!({})),
+                node("n2", json!({"zone": "b"}), json!({})),
+            ],
+            vec![("n1", db)],
+        );
+        let spec = json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+            "labelSelector": {"matchLabels": {"app": "db"}},
+            "namespaceSelector": {"matchLabels": {"tier": "prod"}},
+            "topologyKey": "zone"
+        }]}}});
+        let labels: HashMap<String, BTreeMap<String, String>> = HashMap::from([
+            (
+                "prod".to_owned(),
+                BTreeMap::from([("tier".to_owned(), "prod".to_owned())]),
+            ),
+            ("default".to_owned(), BTreeMap::new()),
+        ]);
+        // Unresolved, the selector names no namespace yet: nothing to avoid.
+        let unresolved = pod("p", json!({}), spec.clone());
+        assert!(unresolved.selects_namespaces());
+        assert_eq!(passing(&InterPodAffinity, &unresolved, &snap), ["n1", "n2"]);
+        // Resolved, `prod` is selected by its label: the db pod's node is avoided.
+        let mut resolved = pod("p", json!({}), spec);
+        resolved.resolve_namespaces(&labels);
+        assert_eq!(passing(&InterPodAffinity, &resolved, &snap), ["n2"]);
+    }
 }
