@@ -215,6 +215,12 @@ resource_table! {
     admissionregistration_v1::MutatingWebhookConfiguration {
         short: [], categories: [CATEGORY_API_EXTENSIONS], verbs: Verb::STANDARD, list: yes, subresources: [],
     },
+    admissionregistration_v1::ValidatingAdmissionPolicy {
+        short: [], categories: [CATEGORY_API_EXTENSIONS], verbs: Verb::STANDARD, list: yes, subresources: [status],
+    },
+    admissionregistration_v1::ValidatingAdmissionPolicyBinding {
+        short: [], categories: [CATEGORY_API_EXTENSIONS], verbs: Verb::STANDARD, list: yes, subresources: [],
+    },
     admissionregistration_v1::ValidatingWebhookConfiguration {
         short: [], categories: [CATEGORY_API_EXTENSIONS], verbs: Verb::STANDARD, list: yes, subresources: [],
     },

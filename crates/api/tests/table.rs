@@ -370,6 +370,8 @@ fn cluster_scoped_resources() {
         "storageclasses",
         "subjectaccessreviews",
         "tokenreviews",
+        "validatingadmissionpolicies",
+        "validatingadmissionpolicybindings",
         "validatingwebhookconfigurations",
         "volumeattachments",
     ]
@@ -478,6 +480,8 @@ fn category_all_is_exactly_the_upstream_set() {
         extensions,
         [
             "mutatingwebhookconfigurations",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicybindings",
             "validatingwebhookconfigurations",
             "customresourcedefinitions"
         ]

@@ -23,6 +23,7 @@ pub mod http;
 mod instrument;
 pub mod keys;
 mod kubernetes_service;
+pub mod limits;
 pub mod metrics_api;
 mod network_policy;
 mod objects;
@@ -36,6 +37,7 @@ mod schema_check;
 mod server;
 pub mod service_range;
 mod services;
+mod snapshot;
 pub mod status;
 mod validate;
 
@@ -106,6 +108,8 @@ pub struct Config {
     pub encryption: Option<Arc<encryption::Transformer>>,
     /// The audit log (`--audit-policy-file`, `--audit-log-path`); `None` records nothing.
     pub audit: Option<audit::AuditConfig>,
+    /// Requests in flight and watches open (`--max-requests-inflight`, `--max-watches`, ...).
+    pub limits: limits::Limits,
 }
 
 /// Loads the cache, creates the system namespaces, binds and serves until `shutdown`.
@@ -161,6 +165,7 @@ pub async fn start(
     api.audit = audit;
     api.encryption = encrypted;
     api.service_range = range;
+    api.limiter = Arc::new(limits::Limiter::new(config.limits));
     let api = Arc::new(api);
     // Without client credentials for node agents there is nothing to scrape.
     let scraper = api.kubelet_client.clone().map(|tls| {

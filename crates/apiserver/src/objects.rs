@@ -233,6 +233,84 @@ pub fn spec_finalizers(obj: &Value) -> Vec<String> {
 
 /// Merges an update into the stored object according to the subresource being written, and
 /// carries over what clients may not change. `old` is the stored object.
+/// `old` with the ephemeral containers of `new`, which must keep every existing one unchanged
+/// and give the new ones a unique name and an image (upstream's rules for the subresource).
+fn ephemeral_containers(new: &Value, old: &Value) -> Result<Value, ApiError> {
+    let list = |v: &Value, field: &str| -> Vec<Value> {
+        v.pointer(&format!("/spec/{field}"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let name_of = |c: &Value| {
+        c.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let invalid = |field: &str, message: String| {
+        ApiError::invalid(
+            "",
+            "Pod",
+            meta_str(old, "name"),
+            vec![crate::status::Cause {
+                reason: "FieldValueInvalid".into(),
+                message,
+                field: field.into(),
+            }],
+        )
+    };
+    let wanted = list(new, "ephemeralContainers");
+    for existing in list(old, "ephemeralContainers") {
+        let name = name_of(&existing);
+        match wanted.iter().find(|c| name_of(c) == name) {
+            Some(c) if *c == existing => {}
+            _ => {
+                return Err(invalid(
+                    "spec.ephemeralContainers",
+                    format!(
+                        "Forbidden: existing ephemeral containers \"{name}\" may not be removed or changed"
+                    ),
+                ));
+            }
+        }
+    }
+    let mut names: Vec<String> = list(old, "containers")
+        .iter()
+        .chain(list(old, "initContainers").iter())
+        .map(name_of)
+        .collect();
+    for (i, c) in wanted.iter().enumerate() {
+        let name = name_of(c);
+        if name.is_empty() || names.contains(&name) {
+            return Err(invalid(
+                &format!("spec.ephemeralContainers[{i}].name"),
+                format!("Duplicate value or empty name: \"{name}\""),
+            ));
+        }
+        if c.get("image")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+        {
+            return Err(invalid(
+                &format!("spec.ephemeralContainers[{i}].image"),
+                "Required value".into(),
+            ));
+        }
+        names.push(name);
+    }
+    let mut merged = old.clone();
+    if wanted.is_empty() {
+        if let Some(spec) = merged.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("ephemeralContainers");
+        }
+    } else {
+        merged["spec"]["ephemeralContainers"] = Value::Array(wanted);
+    }
+    Ok(merged)
+}
+
 pub fn prepare_update(
     new: &mut Value,
     old: &Value,
@@ -278,6 +356,12 @@ pub fn prepare_update(
                 .unwrap_or_else(|| json!([]));
             let mut merged = old.clone();
             merged["spec"]["finalizers"] = finalizers;
+            *new = merged;
+        }
+        // Only a pod's spec.ephemeralContainers changes through /ephemeralcontainers, and only
+        // by additions (`kubectl debug`).
+        Some("ephemeralcontainers") => {
+            let merged = ephemeral_containers(new, old)?;
             *new = merged;
         }
         // Internal writers that set spec and status together (pod binding).

@@ -77,7 +77,13 @@ fn parse_u64(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Api
 }
 
 fn parse_bool(q: &HashMap<String, String>, name: &str) -> bool {
-    matches!(q.get(name).map(String::as_str), Some("true" | "1"))
+    q.get(name).is_some_and(|v| is_true(v))
+}
+
+/// A query flag that is true, spelled as Go's `strconv.ParseBool` accepts it (the Python client
+/// sends `watch=True`).
+pub(crate) fn is_true(v: &str) -> bool {
+    matches!(v, "1" | "t" | "T" | "true" | "True" | "TRUE")
 }
 
 impl ListParams {

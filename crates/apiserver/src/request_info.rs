@@ -83,7 +83,9 @@ use rudder_machinery::query::decode as percent_decode;
 pub use rudder_machinery::query::parse as parse_query;
 
 fn is_watch(query: &HashMap<String, String>) -> bool {
-    matches!(query.get("watch").map(String::as_str), Some("true" | "1"))
+    query
+        .get("watch")
+        .is_some_and(|v| crate::params::is_true(v))
 }
 
 /// Classifies a request. `path` is the URL path without the query.

@@ -41,6 +41,8 @@ pub struct ApiServer {
     pub(crate) audit: Option<Arc<crate::audit::Audit>>,
     /// The store as encrypted at rest (the same as `store`), when configured.
     pub(crate) encryption: Option<Arc<crate::encryption::EncryptedStore>>,
+    /// Requests in flight and watches open, against `--max-requests-inflight` and the others.
+    pub(crate) limiter: Arc<crate::limits::Limiter>,
 }
 
 impl ApiServer {
@@ -65,6 +67,7 @@ impl ApiServer {
             service_range: crate::service_range::DEFAULT,
             audit: None,
             encryption: None,
+            limiter: Arc::new(crate::limits::Limiter::new(Default::default())),
         }
     }
 
@@ -73,6 +76,7 @@ impl ApiServer {
         mut req: ApiRequest,
         audit: &mut crate::audit::Recorder,
         labels: &mut crate::instrument::RequestLabels,
+        permit: &mut Option<crate::limits::Permit>,
     ) -> Result<Response<Body>, ApiError> {
         let path = req.parts.uri.path().to_owned();
         let query = request_info::parse_query(req.parts.uri.query());
@@ -124,6 +128,13 @@ impl ApiServer {
             .ok_or_else(ApiError::unauthorized)?;
         let attrs = crate::authz::attributes(user, &method, &path, &target, &query);
         audit.routed(&attrs, &target, &req);
+        // Request limits before authorization, as upstream's max-in-flight filter; health
+        // checks are never refused, so probes see an overloaded server as alive.
+        if !public {
+            *permit = self
+                .limiter
+                .admit(user, crate::limits::kind(&method, &target))?;
+        }
         crate::authz::require(self, &attrs).await?;
         match target {
             Target::NonResource(p) if p == "/openapi/v2" => self.openapi_v2.serve(
@@ -171,6 +182,7 @@ impl ApiServer {
                 crate::instrument::set_storage_objects(self.cache.count_by_resource());
                 Ok(crate::instrument::exposition())
             }
+            crate::snapshot::PATH => crate::snapshot::serve(self.store.as_ref()).await,
             "/openapi/v3" => Ok(json_ok(&crate::openapi::index(&self.resources))),
             p if p.starts_with("/openapi/v3/") => {
                 let gv = p.trim_start_matches("/openapi/v3/");
@@ -190,8 +202,9 @@ impl Handler for ApiServer {
         let started = std::time::Instant::now();
         let mut audit = crate::audit::Recorder::new(self.audit.as_ref(), &req);
         let mut labels = crate::instrument::RequestLabels::unrouted(method.as_str());
-        let (resp, failure) = match self.route(req, &mut audit, &mut labels).await {
-            Ok(r) => (r, None),
+        let mut permit = None;
+        let (resp, failure) = match self.route(req, &mut audit, &mut labels, &mut permit).await {
+            Ok(r) => (crate::limits::hold(permit, r), None),
             Err(e) => (error_response(&e), Some(e.to_status())),
         };
         let resp = audit.finish(resp, failure).await;

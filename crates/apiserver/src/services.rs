@@ -44,6 +44,15 @@ pub enum WantIp {
     Exactly(Ipv4Addr),
 }
 
+/// Allocation writes into `spec`: anything but an object (or nothing) there is refused before,
+/// as indexing into it would panic (found by the robustness fuzzer).
+fn spec_is_object(svc: &Value, name: &str) -> Result<(), ApiError> {
+    match svc.get("spec") {
+        None | Some(Value::Null | Value::Object(_)) => Ok(()),
+        Some(other) => Err(invalid(name, "spec", format!("{other}: must be an object"))),
+    }
+}
+
 fn invalid(name: &str, field: &str, message: String) -> ApiError {
     ApiError::invalid(
         "",
@@ -60,6 +69,7 @@ fn invalid(name: &str, field: &str, message: String) -> ApiError {
 /// Reads what `svc` asks for, rejecting addresses outside `range` and ports outside the
 /// NodePort range.
 pub fn wanted(svc: &Value, name: &str, range: Ipv4Net) -> Result<Wanted, ApiError> {
+    spec_is_object(svc, name)?;
     let spec = svc.get("spec").cloned().unwrap_or_default();
     let kind = spec
         .get("type")
@@ -137,6 +147,7 @@ pub fn wanted(svc: &Value, name: &str, range: Ipv4Net) -> Result<Wanted, ApiErro
 /// On update: an unset ClusterIP keeps the current one; a different one is refused. Unset
 /// node ports of ports that already had one keep theirs (matched by port and protocol).
 pub fn carry_over(current: &Value, new: &mut Value, name: &str) -> Result<(), ApiError> {
+    spec_is_object(new, name)?;
     let old_ip = current.pointer("/spec/clusterIP").and_then(Value::as_str);
     let new_ip = new
         .pointer("/spec/clusterIP")

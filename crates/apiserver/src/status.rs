@@ -221,6 +221,13 @@ impl ApiError {
         e
     }
 
+    /// 429 from the request limits, with `Retry-After` (upstream's `NewTooManyRequests`).
+    pub fn too_many_requests(message: impl Into<String>, retry_after: u32) -> Self {
+        let mut e = Self::new(429, "TooManyRequests", message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
     /// The `Status` object as JSON.
     pub fn to_status(&self) -> Value {
         let mut status = json!({
@@ -291,6 +298,7 @@ impl From<rudder_store::StoreError> for ApiError {
             E::WatchCancelled(m) => ApiError::gone(m),
             E::Closed => ApiError::unavailable("storage is shutting down"),
             E::Corrupt(m) | E::Backend(m) => ApiError::internal(m),
+            E::Unsupported(m) => ApiError::method_not_allowed(m),
         }
     }
 }

@@ -316,7 +316,11 @@ impl Agent {
             .status
             .and_then(|s| s.conditions)
             .unwrap_or_default();
-        let status = node_object::status(&self.machine, &self.config.node, &now(), true, &previous);
+        let mut status =
+            node_object::status(&self.machine, &self.config.node, &now(), true, &previous);
+        if let (Some((runtime, _)), Some(info)) = (&self.runtime, status.node_info.as_mut()) {
+            info.container_runtime_version = node_object::runtime_version(&runtime.name());
+        }
         let patch = serde_json::json!({"status": status});
         let params = PatchParams {
             field_manager: Some(MANAGER.into()),

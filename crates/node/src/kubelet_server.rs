@@ -150,7 +150,10 @@ async fn handle(
         ["containerLogs", ns, pod, container] => {
             let q = rudder_machinery::query::parse(req.uri().query());
             let get = |k: &str| q.get(k).map(String::as_str);
-            let flag = |k: &str| get(k).is_some_and(|v| v == "true" || v == "1");
+            // As Go's `strconv.ParseBool` reads them (the Python client sends `follow=True`).
+            let flag = |k: &str| {
+                get(k).is_some_and(|v| matches!(v, "true" | "1" | "True" | "t" | "T" | "TRUE"))
+            };
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));

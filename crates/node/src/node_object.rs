@@ -14,8 +14,27 @@ use crate::machine::Machine;
 
 /// The kubelet version the agent reports (the API version it implements).
 pub const KUBELET_VERSION: &str = concat!("v1.34.0-rudder.", env!("CARGO_PKG_VERSION"));
-/// The container runtime it reports.
+/// The container runtime it reports when pods run in-process (embedded or simulated runtime).
 pub const RUNTIME_VERSION: &str = concat!("rudder://", env!("CARGO_PKG_VERSION"));
+
+/// The node's `containerRuntimeVersion` for a runtime named `runtime_name`
+/// (`ContainerRuntime::name`): a CRI runtime's own (`containerd://1.6.20`), as the kubelet
+/// reports it; rudder's in-process runtimes as [`RUNTIME_VERSION`].
+pub fn runtime_version(runtime_name: &str) -> String {
+    if runtime_name.starts_with("embedded://") || runtime_name.starts_with("simulated://") {
+        RUNTIME_VERSION.to_owned()
+    } else {
+        runtime_name.to_owned()
+    }
+}
+
+/// A container's `containerID` in pod statuses: the runtime's scheme and the id
+/// (`containerd://<id>`, `rudder://<id>`).
+pub fn container_id(runtime_name: &str, id: &rudder_runtime::ContainerId) -> String {
+    let version = runtime_version(runtime_name);
+    let scheme = version.split("://").next().unwrap_or("rudder");
+    format!("{scheme}://{id}")
+}
 /// Memory kept back from pods (upstream's default hard eviction threshold).
 const MEMORY_RESERVED: u64 = 100 * 1024 * 1024;
 
@@ -193,6 +212,19 @@ pub fn node(m: &Machine, opts: &NodeOptions, now: &Time) -> Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runtime_versions_and_container_ids() {
+        assert_eq!(runtime_version("embedded://0.1.0"), RUNTIME_VERSION);
+        assert_eq!(runtime_version("simulated://0.1.0"), RUNTIME_VERSION);
+        assert_eq!(
+            runtime_version("containerd://1.6.20"),
+            "containerd://1.6.20"
+        );
+        let id = rudder_runtime::ContainerId("abc".into());
+        assert_eq!(container_id("containerd://1.6.20", &id), "containerd://abc");
+        assert_eq!(container_id("embedded://0.1.0", &id), "rudder://abc");
+    }
 
     fn machine() -> Machine {
         Machine {

@@ -61,7 +61,8 @@ fn terminated(t: &Terminated) -> ContainerStateTerminated {
     }
 }
 
-fn to_status(v: &ContainerView) -> ContainerStatus {
+/// The API's status of one container.
+pub fn to_status(v: &ContainerView) -> ContainerStatus {
     let state = match &v.state {
         State::Waiting { reason, message } => ContainerState {
             waiting: Some(ContainerStateWaiting {

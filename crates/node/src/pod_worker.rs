@@ -111,6 +111,7 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
         sandbox: None,
         init: BTreeMap::new(),
         app: BTreeMap::new(),
+        ephemeral: BTreeMap::new(),
         last_status: None,
         first_seen: Instant::now(),
         start_reported,
@@ -153,6 +154,8 @@ struct Worker {
     sandbox: Option<SandboxId>,
     init: BTreeMap<String, Slot>,
     app: BTreeMap<String, Slot>,
+    /// Ephemeral containers (`kubectl debug`): run once each, never restarted.
+    ephemeral: BTreeMap<String, Slot>,
     last_status: Option<PodStatus>,
     /// When volumes were last written (ConfigMap and Secret contents are refreshed every few
     /// seconds, as the kubelet's sync period does).
@@ -268,6 +271,10 @@ impl Worker {
                 drive(&self.shared, pod, c, &sandbox, slot, &policy, &sources).await;
                 probe(&self.shared, pod, c, &sandbox, slot).await;
             }
+            for c in ephemeral_containers(&spec) {
+                let slot = self.ephemeral.entry(c.name.clone()).or_default();
+                drive(&self.shared, pod, &c, &sandbox, slot, "Never", &sources).await;
+            }
         }
         self.report(pod, &policy).await
     }
@@ -314,6 +321,12 @@ impl Worker {
                 .flatten()
                 .any(|c| c.name == name)
         };
+        let is_ephemeral = |name: &str| {
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .any(|c| c.name == name)
+        };
         let mut by_name: BTreeMap<String, Vec<rudder_runtime::ContainerStatus>> = BTreeMap::new();
         for c in containers {
             by_name.entry(c.metadata.name.clone()).or_default().push(c);
@@ -326,6 +339,8 @@ impl Worker {
             }
             let slots = if is_init(&name) {
                 &mut self.init
+            } else if is_ephemeral(&name) {
+                &mut self.ephemeral
             } else {
                 &mut self.app
             };
@@ -335,7 +350,7 @@ impl Worker {
             slot.last_exit = previous
                 .as_ref()
                 .filter(|p| p.state == ContainerState::Exited)
-                .map(exit_of);
+                .map(|p| exit_of(p, &self.shared.runtime.name()));
             slot.previous = previous.map(|p| p.id);
             slot.id = Some(latest.id);
         }
@@ -347,17 +362,23 @@ impl Worker {
     /// Builds the status from the slots and writes it when it changed.
     async fn report(&mut self, pod: &Pod, policy: &str) -> StepResult {
         let spec = pod.spec.clone().unwrap_or_default();
+        let runtime = self.shared.runtime.name();
         let views =
             |containers: &[Container],
              slots: &BTreeMap<String, Slot>,
              statuses: &BTreeMap<String, rudder_runtime::ContainerStatus>| {
                 containers
                     .iter()
-                    .map(|c| view_of(c, slots.get(&c.name), statuses.get(&c.name)))
+                    .map(|c| view_of(c, slots.get(&c.name), statuses.get(&c.name), &runtime))
                     .collect::<Vec<_>>()
             };
         let mut statuses = BTreeMap::new();
-        for (name, slot) in self.init.iter().chain(self.app.iter()) {
+        for (name, slot) in self
+            .init
+            .iter()
+            .chain(self.app.iter())
+            .chain(self.ephemeral.iter())
+        {
             if let Some(id) = &slot.id
                 && let Ok(st) = self.shared.runtime.container_status(id).await
             {
@@ -380,6 +401,9 @@ impl Worker {
             pod_ip: self.pod_ip.as_deref(),
         };
         let mut status = pod_status::pod_status(&previous, &observed, &now());
+        let ephemeral = views(&ephemeral_containers(&spec), &self.ephemeral, &statuses);
+        status.ephemeral_container_statuses =
+            (!ephemeral.is_empty()).then(|| ephemeral.iter().map(pod_status::to_status).collect());
         // Keep times stable when nothing else changed, so an unchanged pod writes nothing.
         if let Some(last) = &self.last_status
             && same_but_times(last, &status)
@@ -442,6 +466,7 @@ impl Worker {
             .app
             .values()
             .chain(self.init.values())
+            .chain(self.ephemeral.values())
             .flat_map(|s| s.id.iter().chain(s.previous.iter()).cloned())
             .collect();
         for (name, slot) in &self.app {
@@ -532,10 +557,25 @@ fn same_but_times(a: &PodStatus, b: &PodStatus) -> bool {
 }
 
 /// The agent's view of a container for status purposes.
+/// A pod's ephemeral containers as containers (the same fields, less `targetContainerName`:
+/// they join the pod's sandbox, not the target's process namespace).
+fn ephemeral_containers(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<Container> {
+    spec.ephemeral_containers
+        .iter()
+        .flatten()
+        .filter_map(|e| {
+            let mut v = serde_json::to_value(e).ok()?;
+            v.as_object_mut()?.remove("targetContainerName");
+            serde_json::from_value(v).ok()
+        })
+        .collect()
+}
+
 fn view_of(
     c: &Container,
     slot: Option<&Slot>,
     st: Option<&rudder_runtime::ContainerStatus>,
+    runtime: &str,
 ) -> ContainerView {
     let waiting = |reason: &str, message: Option<String>| State::Waiting {
         reason: reason.into(),
@@ -550,7 +590,7 @@ fn view_of(
             ContainerState::Running => State::Running {
                 started_at: time_of(st.started_at).unwrap_or_else(now),
             },
-            ContainerState::Exited => State::Terminated(exit_of(st)),
+            ContainerState::Exited => State::Terminated(exit_of(st, runtime)),
             ContainerState::Created => waiting("ContainerCreating", None),
         },
         (Some(s), None) => match &s.last_exit {
@@ -570,7 +610,7 @@ fn view_of(
         name: c.name.clone(),
         image: c.image.clone().unwrap_or_default(),
         image_id: st.map(|s| s.image_id.clone()).unwrap_or_default(),
-        container_id: st.map(|s| format!("rudder://{}", s.id)),
+        container_id: st.map(|s| crate::node_object::container_id(runtime, &s.id)),
         state,
         last_terminated,
         restart_count: slot.map_or(0, |s| s.restarts),
@@ -584,7 +624,7 @@ fn view_of(
     }
 }
 
-fn exit_of(st: &rudder_runtime::ContainerStatus) -> Terminated {
+fn exit_of(st: &rudder_runtime::ContainerStatus, runtime: &str) -> Terminated {
     Terminated {
         exit_code: st.exit_code.unwrap_or(-1),
         reason: st
@@ -594,7 +634,7 @@ fn exit_of(st: &rudder_runtime::ContainerStatus) -> Terminated {
         message: st.message.clone(),
         started_at: time_of(st.started_at),
         finished_at: time_of(st.finished_at),
-        container_id: Some(format!("rudder://{}", st.id)),
+        container_id: Some(crate::node_object::container_id(runtime, &st.id)),
     }
 }
 
@@ -612,7 +652,7 @@ async fn drive(
     if let Some(id) = slot.id.clone() {
         match shared.runtime.container_status(&id).await {
             Ok(st) if st.state == ContainerState::Exited => {
-                let exit = exit_of(&st);
+                let exit = exit_of(&st, &shared.runtime.name());
                 let restart = match policy {
                     "Always" => true,
                     "OnFailure" => exit.exit_code != 0,

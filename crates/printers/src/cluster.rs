@@ -420,3 +420,59 @@ pub(crate) fn webhook_configuration(obj: &Value, now: i64) -> Vec<Value> {
     let n = arr(obj, "/webhooks").len() as i64;
     vec![name(obj), n.into(), age(obj, now)]
 }
+
+pub(crate) const VALIDATING_ADMISSION_POLICY: &[Col] = &[
+    NAME,
+    Col::integer(
+        "Validations",
+        "Validations indicates the number of validation rules defined in this configuration",
+    ),
+    Col::string(
+        "ParamKind",
+        "ParamKind specifies the kind of resources used to parameterize this policy",
+    ),
+    AGE,
+];
+
+pub(crate) fn validating_admission_policy(obj: &Value, now: i64) -> Vec<Value> {
+    let n = arr(obj, "/spec/validations").len() as i64;
+    let kind = match obj.pointer("/spec/paramKind").filter(|k| !k.is_null()) {
+        Some(k) => format!("{}/{}", s(k, "/apiVersion"), s(k, "/kind")),
+        None => "<unset>".to_owned(),
+    };
+    vec![name(obj), n.into(), kind.into(), age(obj, now)]
+}
+
+pub(crate) const VALIDATING_ADMISSION_POLICY_BINDING: &[Col] = &[
+    NAME,
+    Col::string(
+        "PolicyName",
+        "PolicyName indicates the policy definition which the policy binding binded to",
+    ),
+    Col::string(
+        "ParamRef",
+        "ParamRef indicates the param resource which sets the configration param",
+    ),
+    AGE,
+];
+
+/// Upstream's ParamRef column: `ns/name`, `*/name` when the namespace is the request's, the
+/// selector, or `<unset>`.
+pub(crate) fn validating_admission_policy_binding(obj: &Value, now: i64) -> Vec<Value> {
+    let param = match obj.pointer("/spec/paramRef").filter(|p| !p.is_null()) {
+        Some(p) if !s(p, "/name").is_empty() => match s(p, "/namespace") {
+            "" => format!("*/{}", s(p, "/name")),
+            ns => format!("{ns}/{}", s(p, "/name")),
+        },
+        Some(p) if p.get("selector").is_some_and(|x| !x.is_null()) => {
+            format_label_selector(p.get("selector"))
+        }
+        _ => "<unset>".to_owned(),
+    };
+    vec![
+        name(obj),
+        s(obj, "/spec/policyName").into(),
+        param.into(),
+        age(obj, now),
+    ]
+}

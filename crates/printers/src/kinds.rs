@@ -50,6 +50,8 @@ pub enum Builtin {
     CertificateSigningRequest,
     MutatingWebhookConfiguration,
     ValidatingWebhookConfiguration,
+    ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding,
 }
 
 /// Built-in kinds that upstream serves through its default table convertor (Name, Created At).
@@ -118,6 +120,12 @@ impl Builtin {
             ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => {
                 B::ValidatingWebhookConfiguration
             }
+            ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+                B::ValidatingAdmissionPolicy
+            }
+            ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+                B::ValidatingAdmissionPolicyBinding
+            }
             _ => return None,
         };
         Some(found)
@@ -183,6 +191,14 @@ impl Builtin {
             B::MutatingWebhookConfiguration | B::ValidatingWebhookConfiguration => (
                 cluster::WEBHOOK_CONFIGURATION,
                 cluster::webhook_configuration,
+            ),
+            B::ValidatingAdmissionPolicy => (
+                cluster::VALIDATING_ADMISSION_POLICY,
+                cluster::validating_admission_policy,
+            ),
+            B::ValidatingAdmissionPolicyBinding => (
+                cluster::VALIDATING_ADMISSION_POLICY_BINDING,
+                cluster::validating_admission_policy_binding,
             ),
         }
     }

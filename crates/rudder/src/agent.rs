@@ -23,8 +23,14 @@ const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 #[derive(Args, Debug)]
 pub struct AgentArgs {
     /// The API server to join, e.g. `https://10.0.0.1:6443`.
-    #[arg(long)]
-    pub server: String,
+    #[arg(long, required_unless_present = "kubeconfig")]
+    pub server: Option<String>,
+    /// With `--simulate N`: the credentials the simulated nodes act with, instead of joining
+    /// with a token. Its identity must be allowed to manage every node, lease and pod (the
+    /// server's admin kubeconfig, or one bound to such a ClusterRole): a joined node's own
+    /// credentials let the Node authorizer accept only that node's objects.
+    #[arg(long, conflicts_with_all = ["token", "server"])]
+    pub kubeconfig: Option<PathBuf>,
     /// A bootstrap token from `rudder token create` (needed only to join, not to restart).
     #[arg(long, env = "RUDDER_TOKEN")]
     pub token: Option<String>,
@@ -45,6 +51,9 @@ pub struct AgentArgs {
     pub cluster_cidr: Option<ipnet::Ipv4Net>,
     #[command(flatten)]
     pub node: NodeArgs,
+    /// `--simulate N` (`--simulate-nodes N`): run N simulated nodes instead of this machine's.
+    #[command(flatten)]
+    pub simulate: crate::simulate::SimulateArgs,
 }
 
 /// Where the node keeps its credentials.
@@ -78,6 +87,20 @@ impl Files {
 }
 
 pub async fn run(args: AgentArgs) -> Result<()> {
+    if args.simulate.simulate_nodes > 0 {
+        let kubeconfig = args.kubeconfig.as_deref().context(
+            "--simulate needs --kubeconfig: simulated nodes act for many nodes, which a joined \
+             node's credentials may not (the Node authorizer limits them to their own node)",
+        )?;
+        return crate::simulate::run_alone(&args.simulate, kubeconfig).await;
+    }
+    if args.kubeconfig.is_some() {
+        bail!("--kubeconfig is for --simulate; a machine joins with --server and --token");
+    }
+    let server = args
+        .server
+        .as_deref()
+        .context("--server is needed to join a cluster")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
@@ -85,8 +108,8 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     if files.complete() {
         tracing::info!("[1/2] using the credentials in {}", data_dir.display());
     } else {
-        join(&args, &files).await?;
-        tracing::info!("[1/2] joined the cluster at {}", args.server);
+        join(&args, server, &files).await?;
+        tracing::info!("[1/2] joined the cluster at {server}");
     }
     let read =
         |p: &Path| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()));
@@ -119,7 +142,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
 }
 
 /// Obtains the node's certificates and writes its kubeconfig.
-async fn join(args: &AgentArgs, files: &Files) -> Result<()> {
+async fn join(args: &AgentArgs, server: &str, files: &Files) -> Result<()> {
     let token = args
         .token
         .clone()
@@ -128,7 +151,7 @@ async fn join(args: &AgentArgs, files: &Files) -> Result<()> {
         (Some(path), _) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
         }
-        (None, Some(pin)) => fetch_pinned_ca(&args.server, pin).await?,
+        (None, Some(pin)) => fetch_pinned_ca(server, pin).await?,
         (None, None) => bail!("--ca-cert-hash (or --ca-cert) is needed to trust the server"),
     };
     let name = args.node.name();
@@ -136,16 +159,10 @@ async fn join(args: &AgentArgs, files: &Files) -> Result<()> {
 
     // A client certificate, asked for with the bootstrap token.
     let (csr, client_key) = rudder_pki::certificate_request(&user, &["system:nodes"], &[])?;
-    let bootstrap = client(&args.server, &ca, Credentials::Token(token)).await?;
+    let bootstrap = client(server, &ca, Credentials::Token(token)).await?;
     let client_cert = certificate(&bootstrap, &name, &csr, CLIENT_SIGNER, "client auth").await?;
-    let kubeconfig = rudder_pki::kubeconfig::render(
-        &args.server,
-        &ca,
-        &client_cert,
-        &client_key,
-        &user,
-        "rudder",
-    );
+    let kubeconfig =
+        rudder_pki::kubeconfig::render(server, &ca, &client_cert, &client_key, &user, "rudder");
 
     // A serving certificate for the node's endpoint, asked for as the node itself.
     let machine = rudder_node::machine::Machine::detect(&args.data_dir).ok();
@@ -158,7 +175,7 @@ async fn join(args: &AgentArgs, files: &Files) -> Result<()> {
     sans.dedup();
     let (csr, serving_key) = rudder_pki::certificate_request(&user, &["system:nodes"], &sans)?;
     let node = client(
-        &args.server,
+        server,
         &ca,
         Credentials::Certificate(client_cert.clone(), client_key.clone()),
     )

@@ -4,10 +4,12 @@ mod agent;
 mod auth;
 mod dashboard;
 mod image;
+mod limits;
 mod node;
 mod security;
 mod server;
 mod simulate;
+mod snapshot;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +42,8 @@ enum Command {
     Image(image::ImageArgs),
     /// The web dashboard: `rudder dashboard token` prints an administrator's sign-in token.
     Dashboard(dashboard::DashboardArgs),
+    /// Backs up and restores the embedded store (`save`, `restore`, `status`).
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,6 +78,10 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(dashboard::run(args)),
+        Command::Snapshot(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(snapshot::run(args)),
         Command::Image(args) => image::run(args),
     }
 }

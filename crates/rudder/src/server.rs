@@ -103,6 +103,8 @@ pub struct ServerArgs {
     pub auth: crate::auth::AuthArgs,
     #[command(flatten)]
     pub security: crate::security::SecurityArgs,
+    #[command(flatten)]
+    pub limits: crate::limits::LimitArgs,
 }
 
 pub async fn run(args: ServerArgs) -> Result<()> {
@@ -128,7 +130,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
 
     let store: Arc<dyn Store> = match args.store {
         StoreKind::Embedded => Arc::new(
-            rudder_store_embedded::EmbeddedStore::open(data_dir.join("store/state.redb"))
+            rudder_store_embedded::EmbeddedStore::open(crate::snapshot::store_file(&data_dir))
                 .context("opening the embedded store")?,
         ),
         StoreKind::Etcd => {
@@ -169,6 +171,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         metric_resolution: args.metric_resolution,
         encryption: crate::security::encryption(&args.security)?,
         audit: crate::security::audit(&args.security)?,
+        limits: args.limits.limits(),
     };
     let running = rudder_apiserver::start(store, config, async {
         let _ = stop_rx.await;

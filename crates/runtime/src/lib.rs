@@ -15,6 +15,7 @@ mod image_service;
 pub mod images;
 mod runtime;
 pub mod simulated;
+pub mod spdy_frame;
 mod types;
 
 pub use error::{Result, RuntimeError};

@@ -4,7 +4,7 @@
 //! superseded versions are then deleted in chunks interleaved with ordinary writes, so a large
 //! compaction never stalls the write path. An interrupted compaction resumes at the next open.
 
-use redb::{Database, ReadableTable};
+use redb::ReadableTable;
 use rudder_store::{Revision, StoreError};
 use tokio::sync::oneshot;
 
@@ -64,7 +64,10 @@ impl CompactionJob {
 /// For every key changed at a revision below `target`, only its newest version below `target`
 /// is kept (reads at `target` and the previous value of events at `target` need it), and not even
 /// that if it is a tombstone.
-pub(crate) fn compact_chunk(db: &Database, target: Revision) -> Result<bool, StoreError> {
+pub(crate) fn compact_chunk(
+    db: &crate::writer::DbSlot,
+    target: Revision,
+) -> Result<bool, StoreError> {
     let mut txn = db.begin_write().map_err(backend)?;
     // Like writes, compaction becomes durable at the next checkpoint; if lost in a crash it is
     // resumed at open (the compaction point itself is in the log).

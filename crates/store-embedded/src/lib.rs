@@ -6,9 +6,11 @@
 //! then follow the writer's live broadcast ([`watch`]).
 
 mod compact;
+mod format;
 mod read;
 mod recover;
 pub mod schema;
+pub mod snapshot;
 mod wal;
 mod watch;
 mod writer;
@@ -21,14 +23,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use redb::Database;
 use rudder_store::{
-    DeleteOutcome, GetResponse, RangeRequest, RangeResponse, Revision, Store, StoreError,
-    WatchStream, WriteOutcome, validate_key, validate_value,
+    DeleteOutcome, GetResponse, RangeRequest, RangeResponse, Revision, SnapshotStream, Store,
+    StoreError, WatchStream, WriteOutcome, validate_key, validate_value,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::schema::{
-    FORMAT_VERSION, HISTORY, LATEST, META, META_FORMAT, REVISIONS, backend, meta_get,
-};
 use crate::writer::{Op, Reply, Request, Shared};
 
 /// Requests queued for the writer before callers wait for room.
@@ -74,7 +73,14 @@ impl EmbeddedStore {
             .set_cache_size(options.cache_bytes)
             .create(&path)
             .map_err(|e| StoreError::Backend(format!("opening {}: {e}", path.display())))?;
-        init_tables(&db)?;
+        let found = format::open(&db)?;
+        if found != schema::FORMAT_VERSION {
+            tracing::info!(
+                from = found,
+                to = schema::FORMAT_VERSION,
+                "store data format migrated"
+            );
+        }
         let (durable, _) = writer::read_counters(&db)?;
         let (mut wal, entries) = wal::Wal::open(&wal_path(&path))?;
         if !entries.is_empty() {
@@ -90,13 +96,13 @@ impl EmbeddedStore {
             None
         };
         let shared = Arc::new(Shared {
-            db,
+            db: writer::DbSlot::new(db),
             committed: AtomicU64::new(revision),
             compacted: AtomicU64::new(compacted),
             hub: watch::Hub::new(revision),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
-        let w = writer::Writer::new(shared.clone(), wal);
+        let w = writer::Writer::new(shared.clone(), wal, path.clone(), options.cache_bytes);
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || w.run(rx, resume))
@@ -141,29 +147,6 @@ fn wal_path(db: &Path) -> PathBuf {
     let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".wal");
     db.with_file_name(name)
-}
-
-/// Creates the tables and checks the format version.
-fn init_tables(db: &Database) -> Result<(), StoreError> {
-    let txn = db.begin_write().map_err(backend)?;
-    {
-        let mut meta = txn.open_table(META).map_err(backend)?;
-        match meta_get(&meta, META_FORMAT)? {
-            None => {
-                meta.insert(META_FORMAT, FORMAT_VERSION).map_err(backend)?;
-            }
-            Some(v) if v <= FORMAT_VERSION => {}
-            Some(v) => {
-                return Err(StoreError::Corrupt(format!(
-                    "data format {v} is newer than this binary understands ({FORMAT_VERSION})"
-                )));
-            }
-        }
-        txn.open_table(HISTORY).map_err(backend)?;
-        txn.open_table(LATEST).map_err(backend)?;
-        txn.open_table(REVISIONS).map_err(backend)?;
-    }
-    txn.commit().map_err(backend)
 }
 
 fn unexpected(reply: Reply) -> StoreError {
@@ -261,5 +244,9 @@ impl Store for EmbeddedStore {
 
     async fn current_revision(&self) -> Result<Revision, StoreError> {
         Ok(self.shared.committed.load(Ordering::Acquire))
+    }
+
+    async fn snapshot(&self) -> Result<SnapshotStream, StoreError> {
+        Ok(snapshot::stream(self.shared.clone()))
     }
 }

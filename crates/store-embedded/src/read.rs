@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering;
 
-use redb::{ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{ReadTransaction, ReadableTable};
 use rudder_store::{
     GetResponse, KeyValue, RangeRequest, RangeResponse, Revision, StoreError, prefix_end,
 };

@@ -158,6 +158,27 @@ fn io(what: &str, path: &Path, e: std::io::Error) -> StoreError {
     StoreError::Backend(format!("{what} {}: {e}", path.display()))
 }
 
+/// Every complete record's entries in `buf`, and where the last of them ends. Stops at a zero
+/// length (the end of the log) and at a torn or corrupt record.
+fn parse(buf: &[u8]) -> Result<(Vec<Entry>, usize), StoreError> {
+    let mut entries = Vec::new();
+    let mut good = 0usize;
+    let mut c = Cursor { buf, pos: 0 };
+    while let (Some(len), Some(crc)) = (c.u32(), c.u32()) {
+        let len = len as usize;
+        if len == 0 || len > MAX_RECORD {
+            break;
+        }
+        let Some(payload) = c.take(len) else { break };
+        if crc32fast::hash(payload) != crc {
+            break;
+        }
+        entries.extend(decode(payload)?);
+        good = c.pos;
+    }
+    Ok((entries, good))
+}
+
 /// The open log file.
 pub(crate) struct Wal {
     file: File,
@@ -180,21 +201,7 @@ impl Wal {
         let mut buf = Vec::new();
         file.read_to_end(&mut buf)
             .map_err(|e| io("reading", path, e))?;
-        let mut entries = Vec::new();
-        let mut good = 0usize;
-        let mut c = Cursor { buf: &buf, pos: 0 };
-        while let (Some(len), Some(crc)) = (c.u32(), c.u32()) {
-            let len = len as usize;
-            if len == 0 || len > MAX_RECORD {
-                break;
-            }
-            let Some(payload) = c.take(len) else { break };
-            if crc32fast::hash(payload) != crc {
-                break;
-            }
-            entries.extend(decode(payload)?);
-            good = c.pos;
-        }
+        let (entries, good) = parse(&buf)?;
         if good < buf.len() && buf[good..].iter().any(|&b| b != 0) {
             tracing::info!(path = %path.display(), kept = good, "write-ahead log ends before the file does");
         }
@@ -229,6 +236,27 @@ impl Wal {
     /// Bytes in the log.
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The entries of every record in the log (what a replay after reopening redb applies).
+    pub(crate) fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut buf = vec![0u8; self.len as usize];
+        self.file
+            .read_exact_at(&mut buf, 0)
+            .map_err(|e| io("reading", &self.path, e))?;
+        Ok(parse(&buf)?.0)
+    }
+
+    /// Takes back every record from `len` on (ones whose batch did not commit): the length
+    /// there is zeroed, which ends the log for replays. An overwrite in place, so it needs no
+    /// free disk space.
+    pub(crate) fn cut(&mut self, len: u64) -> Result<(), StoreError> {
+        self.file
+            .write_all_at(&[0u8; 8], len)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|e| io("cutting", &self.path, e))?;
+        self.len = len;
+        Ok(())
     }
 
     /// Appends one record and waits until it is on disk. On failure the logical end stays

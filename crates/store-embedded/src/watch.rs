@@ -8,7 +8,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use redb::ReadableDatabase;
 use rudder_store::{Event, EventKind, KeyValue, Revision, StoreError, WatchBatch, WatchStream};
 use tokio::sync::broadcast;
 

@@ -6,12 +6,13 @@
 //! once, then publishes the events and answers the callers. An answer is sent only after the
 //! commit is on disk, so an acknowledged write survives `kill -9`.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable, TransactionError};
 use rudder_store::{DeleteOutcome, Event, EventKind, KeyValue, Revision, StoreError, WriteOutcome};
 use tokio::sync::{mpsc, oneshot};
 
@@ -73,12 +74,57 @@ pub(crate) struct Request {
 
 /// State shared between the writer and readers.
 pub(crate) struct Shared {
-    pub(crate) db: Database,
+    /// The open database (reopened by the writer after a storage error).
+    pub(crate) db: DbSlot,
     /// Latest committed revision.
     pub(crate) committed: AtomicU64,
     /// Reads and watches below this revision fail with `Compacted`.
     pub(crate) compacted: AtomicU64,
     pub(crate) hub: Hub,
+}
+
+/// The database, swappable: a storage error (a full disk) latches every later redb operation
+/// into an error until the file is reopened, which only the writer thread does. Readers hold the
+/// lock only while they begin a transaction (a transaction outlives the guard).
+pub(crate) struct DbSlot(RwLock<Option<Database>>);
+
+impl DbSlot {
+    pub(crate) fn new(db: Database) -> Self {
+        Self(RwLock::new(Some(db)))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Option<Database>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A read transaction, as `Database::begin_read`; while the writer reopens the file, what
+    /// redb itself answers on a closed database.
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, TransactionError> {
+        match &*self.read() {
+            Some(db) => db.begin_read(),
+            None => Err(TransactionError::Storage(
+                redb::StorageError::DatabaseClosed,
+            )),
+        }
+    }
+
+    /// A write transaction, as `Database::begin_write`.
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction, TransactionError> {
+        match &*self.read() {
+            Some(db) => db.begin_write(),
+            None => Err(TransactionError::Storage(
+                redb::StorageError::DatabaseClosed,
+            )),
+        }
+    }
+
+    fn take(&self) -> Option<Database> {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn put(&self, db: Database) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Some(db);
+    }
 }
 
 /// The log is folded into redb (one durable commit) and emptied when it fills its
@@ -93,18 +139,28 @@ pub(crate) struct Writer {
     pub(crate) wal: Wal,
     revision: Revision,
     last_checkpoint: Instant,
+    /// Where the database lives and its cache size, to reopen it after a storage error.
+    path: PathBuf,
+    cache_bytes: usize,
+    /// Set after a storage error (a full disk, an I/O error): redb refuses everything until the
+    /// file is reopened, so the writer reopens it and replays the log before the next batch,
+    /// and fails batches with this error while that does not succeed.
+    broken: Option<String>,
     /// Set when redb and the log may disagree; every later request fails until restart.
     poisoned: Option<String>,
 }
 
 impl Writer {
-    pub(crate) fn new(shared: Arc<Shared>, wal: Wal) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, wal: Wal, path: PathBuf, cache_bytes: usize) -> Self {
         let revision = shared.committed.load(Ordering::Acquire);
         Self {
             shared,
             wal,
             revision,
             last_checkpoint: Instant::now(),
+            path,
+            cache_bytes,
+            broken: None,
             poisoned: None,
         }
     }
@@ -142,11 +198,15 @@ impl Writer {
                 }
             }
             batch.retain(|r| !matches!(r.op, Op::Tick));
+            // Ticks come every second, so a broken store retries its reopen at least that often.
+            if self.broken.is_some() && self.poisoned.is_none() {
+                self.recover();
+            }
             if !batch.is_empty() {
                 self.apply_batch(batch, &mut compaction);
             }
             if let Some(job) = compaction.take() {
-                compaction = step_compaction(&self.shared, job);
+                compaction = step_compaction(&self.shared, job, &mut self.broken);
             }
             if self.wal.len() >= CHECKPOINT_BYTES
                 || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
@@ -159,7 +219,7 @@ impl Writer {
     /// Makes everything committed so far durable in redb, then empties the log.
     fn checkpoint(&mut self) {
         self.last_checkpoint = Instant::now();
-        if self.wal.len() == 0 || self.poisoned.is_some() {
+        if self.wal.len() == 0 || self.poisoned.is_some() || self.broken.is_some() {
             return;
         }
         let result = (|| {
@@ -168,16 +228,73 @@ impl Writer {
             self.wal.reset()
         })();
         if let Err(e) = result {
-            // The log still holds everything; the next checkpoint retries.
-            tracing::error!(error = %e, "store checkpoint failed");
+            // The log still holds everything: reopening redb and replaying it loses nothing.
+            tracing::error!(error = %e, "store checkpoint failed; reopening the store");
+            self.broken = Some(e.to_string());
         }
     }
+
+    /// Reopens the database after a storage error and replays the log into it, so that redb
+    /// holds exactly the acknowledged writes again. On failure (the disk still full) the store
+    /// stays broken and the next batch or tick tries again.
+    fn recover(&mut self) {
+        // Readers now get `Unavailable` instead of redb's latched error; the old handle is
+        // closed first because redb holds a lock on its file.
+        let old = self.shared.db.take();
+        if let Some(old) = old
+            && let Err(e) = old.close()
+        {
+            tracing::debug!(error = %e, "closing the failed store");
+        }
+        let result = (|| -> Result<Database, StoreError> {
+            let db = Database::builder()
+                .set_cache_size(self.cache_bytes)
+                .create(&self.path)
+                .map_err(|e| {
+                    StoreError::Backend(format!("reopening {}: {e}", self.path.display()))
+                })?;
+            let (durable, _) = read_counters(&db)?;
+            let entries = self.wal.entries()?;
+            crate::recover::replay(&db, durable, &entries)?;
+            let (revision, _) = read_counters(&db)?;
+            if revision != self.revision {
+                return Err(StoreError::Corrupt(format!(
+                    "after replaying the log the store is at revision {revision}, not {}",
+                    self.revision
+                )));
+            }
+            self.wal.reset()?;
+            Ok(db)
+        })();
+        match result {
+            Ok(db) => {
+                self.shared.db.put(db);
+                tracing::warn!(
+                    revision = self.revision,
+                    "store reopened after a storage error"
+                );
+                self.broken = None;
+            }
+            Err(StoreError::Corrupt(why)) => {
+                tracing::error!(error = %why, "store cannot recover; refusing writes until restart");
+                self.poisoned = Some(why);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store still failing; retrying");
+                self.broken = Some(e.to_string());
+            }
+        }
+    }
+
     fn apply_batch(&mut self, batch: Vec<Request>, compaction: &mut Option<CompactionJob>) {
-        if let Some(why) = &self.poisoned {
+        let refusal = match (&self.poisoned, &self.broken) {
+            (Some(why), _) => Some(format!("store is failed until restart: {why}")),
+            (None, Some(why)) => Some(format!("store is recovering from a storage error: {why}")),
+            (None, None) => None,
+        };
+        if let Some(why) = refusal {
             for req in batch {
-                let _ = req.reply.send(Err(StoreError::Backend(format!(
-                    "store is failed until restart: {why}"
-                ))));
+                let _ = req.reply.send(Err(StoreError::Backend(why.clone())));
             }
             return;
         }
@@ -224,15 +341,20 @@ impl Writer {
                 }
             }
             let targets: Vec<Revision> = compactions.iter().map(|&(_, t)| t).collect();
+            let logged_to = wal.len();
             if !events.is_empty() || !targets.is_empty() {
                 // On failure the transaction is dropped uncommitted: nothing of the batch is kept.
                 wal.append(&crate::wal::encode(&events, &targets))?;
             }
             if let Err(e) = txn.commit() {
-                // The log has the batch but redb does not: revisions would be reused. Stop here;
-                // replaying the log at the next open restores a consistent state.
+                // The log has the batch but redb does not, and the callers will hear it failed:
+                // take the record back out of the log (an in-place write, which needs no new
+                // disk space) so that the reopen's replay does not resurrect it. If even that
+                // fails, revisions could be reused: stop until a restart.
                 let e = backend(e);
-                poison = Some(e.to_string());
+                if let Err(cut) = wal.cut(logged_to) {
+                    poison = Some(format!("{e}; then {cut}"));
+                }
                 return Err(e);
             }
             Ok((next, replies, events, compactions))
@@ -267,6 +389,9 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = batch.len(), "store commit failed");
+                // redb latches a storage error into every later operation: reopen before the
+                // next batch (a no-op cost for errors that were not redb's).
+                self.broken = Some(e.to_string());
                 for req in batch {
                     let _ = req.reply.send(Err(StoreError::Backend(e.to_string())));
                 }
@@ -302,7 +427,11 @@ fn start_compaction(
     Ok(())
 }
 
-fn step_compaction(shared: &Shared, job: CompactionJob) -> Option<CompactionJob> {
+fn step_compaction(
+    shared: &Shared,
+    job: CompactionJob,
+    broken: &mut Option<String>,
+) -> Option<CompactionJob> {
     match compact_chunk(&shared.db, job.target()) {
         Ok(true) => {
             job.finish(Ok(()));
@@ -311,6 +440,9 @@ fn step_compaction(shared: &Shared, job: CompactionJob) -> Option<CompactionJob>
         Ok(false) => Some(job),
         Err(e) => {
             tracing::error!(error = %e, "compaction failed");
+            // redb latched the error: reopen. History left below the compaction point is
+            // unreadable anyway, and the next compaction (a higher target) removes it.
+            *broken = Some(e.to_string());
             job.finish(Err(e));
             None
         }

@@ -49,4 +49,8 @@ pub enum StoreError {
     /// Any other failure of the underlying engine.
     #[error("store backend error: {0}")]
     Backend(String),
+    /// The backend does not offer this (a snapshot of etcd is `etcdctl`'s job), or the data on
+    /// disk is in a format this binary does not know; the message says what to do instead.
+    #[error("{0}")]
+    Unsupported(String),
 }

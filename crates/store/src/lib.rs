@@ -17,8 +17,14 @@ pub use types::{
     WatchBatch, WatchStream, WriteOutcome,
 };
 
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::Stream;
+
+/// The bytes of a store snapshot, in the backend's own format (see [`Store::snapshot`]).
+pub type SnapshotStream = Pin<Box<dyn Stream<Item = Result<Bytes, StoreError>> + Send>>;
 
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -62,6 +68,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// The revision of the latest committed mutation.
     async fn current_revision(&self) -> Result<Revision>;
+
+    /// A consistent copy of the whole store at one revision, for backups, produced while the
+    /// store keeps serving. The format is the backend's own and must carry its own integrity
+    /// check (the embedded store's is `rudder_store_embedded::snapshot`). Backends that have
+    /// their own tool for this refuse with [`StoreError::Unsupported`]: etcd's is
+    /// `etcdctl snapshot save`.
+    async fn snapshot(&self) -> Result<SnapshotStream> {
+        Err(StoreError::Unsupported(
+            "this store has no built-in snapshot; back it up with its own tools \
+             (etcd: `etcdctl snapshot save`, see docs/operations.md)"
+                .into(),
+        ))
+    }
 }
 
 /// A shared store is a store: lets components hold `Arc<dyn Store>` and pass it on.
@@ -90,5 +109,8 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     async fn current_revision(&self) -> Result<Revision> {
         (**self).current_revision().await
+    }
+    async fn snapshot(&self) -> Result<SnapshotStream> {
+        (**self).snapshot().await
     }
 }

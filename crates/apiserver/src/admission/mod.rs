@@ -7,12 +7,13 @@
 //! Mutating: NamespaceLifecycle → LimitRanger → ServiceAccount → Priority →
 //! DefaultStorageClass → MutatingAdmissionWebhook. Validating: NamespaceLifecycle (deletes)
 //! → LimitRanger → NodeRestriction and RBAC escalation (`authz::admit`) → PodSecurity →
-//! ValidatingAdmissionWebhook → ResourceQuota, the last because it charges `status.used` for
-//! what the others let through.
+//! ValidatingAdmissionPolicy → ValidatingAdmissionWebhook → ResourceQuota, the last because it
+//! charges `status.used` for what the others let through.
 
 mod lifecycle;
 mod limit_ranger;
 mod pod_security;
+mod policy;
 mod priority;
 mod quota;
 mod service_account;
@@ -158,6 +159,8 @@ pub(crate) async fn validate(
         }
         warnings.extend(decision.warnings);
     }
+    policy::check_definition(attrs, obj)?;
+    warnings.extend(policy::run(server, req, attrs, obj)?);
     let mut seen = obj.clone();
     warnings.extend(
         webhook_call::run(

@@ -157,6 +157,12 @@ impl Store for EncryptedStore {
     async fn current_revision(&self) -> Result<Revision> {
         self.inner.current_revision().await
     }
+
+    // A backup keeps the values sealed, as they are at rest: restoring it needs the same
+    // encryption configuration, and a snapshot file leaks nothing the data dir would not.
+    async fn snapshot(&self) -> Result<rudder_store::SnapshotStream> {
+        self.inner.snapshot().await
+    }
 }
 
 #[cfg(test)]

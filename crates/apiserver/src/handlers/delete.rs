@@ -33,6 +33,11 @@ impl DeleteOptions {
             serde_json::from_slice(&ctx.req.body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?
         };
+        Self::from_value(&body, ctx)
+    }
+
+    /// DeleteOptions from a decoded body (or an Eviction's `deleteOptions`) and the query.
+    pub(super) fn from_value(body: &Value, ctx: &Ctx<'_>) -> Result<Self, ApiError> {
         let q = &ctx.query;
         let grace_period = match body.get("gracePeriodSeconds").and_then(Value::as_i64) {
             Some(g) => Some(g),
@@ -55,7 +60,7 @@ impl DeleteOptions {
         let orphan = body
             .get("orphanDependents")
             .and_then(Value::as_bool)
-            .or_else(|| q.get("orphanDependents").map(|v| v == "true"));
+            .or_else(|| q.get("orphanDependents").map(|v| crate::params::is_true(v)));
         if propagation.is_none() && orphan == Some(true) {
             propagation = Some("Orphan".into());
         }
@@ -120,7 +125,7 @@ fn plan(resource_plural: &str, obj: &Value, opts: &DeleteOptions) -> (Vec<String
 }
 
 /// Deletes (or marks for deletion) one object. Returns the object as the response shows it.
-async fn delete_one(
+pub(super) async fn delete_one(
     ctx: &Ctx<'_>,
     key: &str,
     name: &str,

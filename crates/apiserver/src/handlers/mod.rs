@@ -6,6 +6,7 @@ mod auth;
 mod binding;
 mod body;
 mod delete;
+mod eviction;
 mod list;
 mod node_proxy;
 mod node_stream;
@@ -115,7 +116,7 @@ pub(crate) async fn resource(
         return crate::metrics_api::serve(&ctx).await;
     }
     match (ctx.target.verb, ctx.target.subresource.as_deref()) {
-        (Verb::Get, None | Some("status")) => read::get(&ctx).await,
+        (Verb::Get, None | Some("status" | "ephemeralcontainers")) => read::get(&ctx).await,
         (Verb::Get, Some("scale")) => read::get_scale(&ctx).await,
         (Verb::Get, Some("log")) => node_proxy::pod_log(&ctx).await,
         (Verb::Get, Some("proxy"))
@@ -150,9 +151,14 @@ pub(crate) async fn resource(
         }
         (Verb::Create, None) => write::create(ctx).await,
         (Verb::Create, Some("binding")) => binding::bind(ctx).await,
-        (Verb::Update, None | Some("status") | Some("finalize")) => write::update(ctx).await,
+        (Verb::Create, Some("eviction")) if ctx.resource.plural == "pods" => {
+            eviction::evict(ctx).await
+        }
+        (Verb::Update, None | Some("status" | "finalize" | "ephemeralcontainers")) => {
+            write::update(ctx).await
+        }
         (Verb::Update, Some("scale")) => write::update_scale(ctx).await,
-        (Verb::Patch, None | Some("status")) => write::patch(ctx).await,
+        (Verb::Patch, None | Some("status" | "ephemeralcontainers")) => write::patch(ctx).await,
         (Verb::Patch, Some("scale")) => write::patch_scale(ctx).await,
         (Verb::Delete, None) => delete::delete(ctx).await,
         (Verb::DeleteCollection, None) => delete::delete_collection(ctx).await,

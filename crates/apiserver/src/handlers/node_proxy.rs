@@ -107,9 +107,18 @@ pub(super) fn pick_container(
         )
         .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_owned))
         .collect();
+    // Ephemeral containers (`kubectl debug`) may be named, but are never the default.
+    let ephemeral = |c: &str| {
+        pod.pointer("/spec/ephemeralContainers")
+            .and_then(Value::as_array)
+            .is_some_and(|l| {
+                l.iter()
+                    .any(|e| e.get("name").and_then(Value::as_str) == Some(c))
+            })
+    };
     match asked {
         Some(c) if !c.is_empty() => {
-            if !containers.contains(c) {
+            if !containers.contains(c) && !ephemeral(c) {
                 return Err(ApiError::bad_request(format!(
                     "container {c} is not valid for pod {name}"
                 )));

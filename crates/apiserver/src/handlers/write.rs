@@ -205,6 +205,23 @@ async fn guaranteed_update(
         ctx.resource.to_served(&mut current);
         let mut new = mutate(&current)?;
         objects::check_type(&mut new, &kind)?;
+        // The name is immutable: a patch that removed it (or `metadata` whole) keeps the
+        // object's, rather than storing an object without one (found by the robustness fuzzer).
+        match new.get_mut("metadata") {
+            Some(Value::Object(m)) => {
+                if m.get("name")
+                    .is_none_or(|n| n.is_null() || n.as_str() == Some(""))
+                {
+                    m.insert("name".into(), json!(ctx.name()));
+                }
+            }
+            None | Some(Value::Null) => {
+                if let Some(obj) = new.as_object_mut() {
+                    obj.insert("metadata".into(), json!({"name": ctx.name()}));
+                }
+            }
+            Some(_) => return Err(ApiError::bad_request("metadata must be an object")),
+        }
         let body_name = objects::meta_str(&new, "name");
         if !body_name.is_empty() && body_name != ctx.name() {
             return Err(ApiError::bad_request(format!(
@@ -427,9 +444,9 @@ pub(crate) async fn patch(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let kind = patch_type(&ctx)?;
     let patch = decode_body(&ctx.req)?;
     let force = match ctx.query.get("force").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") if kind == PatchType::Apply => true,
-        Some("true") => {
+        None | Some("false" | "False" | "f" | "F" | "0" | "FALSE") => false,
+        Some(v) if crate::params::is_true(v) && kind == PatchType::Apply => true,
+        Some(v) if crate::params::is_true(v) => {
             return Err(ApiError::bad_request(
                 "PatchOptions.meta.k8s.io \"\" is invalid: force: Invalid value: true: may not be specified for non-apply patch",
             ));

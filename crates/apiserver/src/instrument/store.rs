@@ -155,6 +155,9 @@ impl Store for MeteredStore {
     async fn current_revision(&self) -> Result<Revision> {
         self.inner.current_revision().await
     }
+    async fn snapshot(&self) -> Result<rudder_store::SnapshotStream> {
+        self.inner.snapshot().await
+    }
 }
 
 #[cfg(test)]

@@ -342,6 +342,11 @@ fn default_policy_table() {
         ),
         (Attributes::path(monitor.clone(), "get", "/api"), true),
         (res(&monitor, "list", "", "pods", "a", ""), false),
+        // `rudder snapshot save` holds every Secret: cluster administrators only.
+        (Attributes::path(admin.clone(), "get", "/snapshot"), true),
+        (Attributes::path(monitor.clone(), "get", "/snapshot"), false),
+        (Attributes::path(alice.clone(), "get", "/snapshot"), false),
+        (Attributes::path(anon.clone(), "get", "/snapshot"), false),
     ];
     let graph = NoPods;
     for (attrs, want) in cases {

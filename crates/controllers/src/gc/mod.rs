@@ -201,6 +201,24 @@ impl Gc {
                             self.deleted(&u);
                         }
                     }
+                    // Dependents of this kind's objects were judged while the kind was unknown
+                    // (a CRD discovered late, its objects maybe gone already): judge them again.
+                    let dependents: Vec<String> = {
+                        let g = self.lock_graph();
+                        g.uids()
+                            .into_iter()
+                            .filter(|u| {
+                                g.get(u).is_some_and(|n| {
+                                    n.owners.iter().any(|o| {
+                                        o.api_version == ar.api_version && o.kind == ar.kind
+                                    })
+                                })
+                            })
+                            .collect()
+                    };
+                    for u in dependents {
+                        self.enqueue(&u);
+                    }
                     self.lock_pending().remove(&id);
                 }
             }

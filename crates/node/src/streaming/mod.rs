@@ -6,8 +6,10 @@ mod exec;
 mod negotiate;
 mod portforward;
 mod spdy;
-mod spdy_frame;
 mod websocket;
+
+// The framing is shared with the CRI backend's exec client.
+use rudder_runtime::spdy_frame;
 
 use std::sync::Arc;
 

@@ -86,6 +86,15 @@ pub async fn serve_exec(
                         }
                     }
                 }
+                // The Python client sends stdin and resizes as text messages (the channel byte
+                // then the data), which upstream's channel protocol reads alike.
+                Message::Text(text) => {
+                    for m in decode_exec(text.as_bytes(), v5, &mut resize_buf) {
+                        if from_tx.send(m).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 Message::Close(_) => return,
                 _ => {}
             }

@@ -53,7 +53,12 @@ impl Server {
 
     /// Starts a server in a new data dir with extra `rudder server` arguments.
     pub fn start_with(extra_args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), extra_args)
+    }
+
+    /// Starts a server whose data dir, `<dir>/data`, may have been prepared beforehand (a
+    /// store restored from a snapshot).
+    pub fn start_in(dir: tempfile::TempDir, extra_args: &[&str]) -> Self {
         let mut s = Server {
             child: None,
             dir,

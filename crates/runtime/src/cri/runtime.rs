@@ -76,6 +76,62 @@ impl CriRuntime {
         &self.version
     }
 
+    /// Fails unless the runtime says its pod network is ready (`NetworkReady`): containerd
+    /// loads the agent's CNI config a moment after it is written, and a sandbox started before
+    /// fails in a way containerd cannot clean up (ADR 0021).
+    async fn network_ready(&self) -> Result<()> {
+        let status = self
+            .client
+            .runtime
+            .clone()
+            .status(cri::StatusRequest { verbose: false })
+            .await
+            .map_err(|e| client::error("Status", "runtime", "", e))?
+            .into_inner()
+            .status
+            .unwrap_or_default();
+        match status
+            .conditions
+            .iter()
+            .find(|c| c.r#type == "NetworkReady")
+        {
+            Some(c) if !c.status => Err(RuntimeError::Cri {
+                op: "RunPodSandbox",
+                message: format!(
+                    "the runtime's pod network is not ready yet ({}: {})",
+                    c.reason, c.message
+                ),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The sandbox holding `config`'s name (pod name, namespace, uid, attempt), and whether it
+    /// is ready.
+    async fn sandbox_named(&self, config: &SandboxConfig) -> Result<Option<(SandboxId, bool)>> {
+        let items = self
+            .client
+            .runtime
+            .clone()
+            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
+            .await
+            .map_err(|e| client::error("ListPodSandbox", "sandbox", "", e))?
+            .into_inner()
+            .items;
+        let want = &config.metadata;
+        Ok(items.into_iter().find_map(|sb| {
+            let m = sb.metadata.as_ref()?;
+            (m.name == want.name
+                && m.namespace == want.namespace
+                && m.uid == want.uid
+                && m.attempt == want.attempt)
+                .then(|| {
+                    let ready = sb.state == cri::PodSandboxState::SandboxReady as i32;
+                    (SandboxId(sb.id), ready)
+                })
+        }))
+    }
+
     async fn raw_sandbox_status(&self, id: &SandboxId) -> Result<cri::PodSandboxStatusResponse> {
         let resp = self
             .client
@@ -179,14 +235,43 @@ impl ContainerRuntime for CriRuntime {
         tokio::fs::create_dir_all(&log_dir)
             .await
             .ctx("create log directory", &log_dir)?;
+        if !config.host_network {
+            self.network_ready().await?;
+        }
+        let request = cri::RunPodSandboxRequest {
+            config: Some(convert::pod_sandbox_config(&config, &self.layout)),
+            runtime_handler: String::new(),
+        };
+        let err = match self
+            .client
+            .runtime
+            .clone()
+            .run_pod_sandbox(request.clone())
+            .await
+        {
+            Ok(resp) => return Ok(SandboxId(resp.into_inner().pod_sandbox_id)),
+            Err(e) => e,
+        };
+        // The name (pod + attempt) is taken: an earlier call for this sandbox got far enough to
+        // reserve it (containerd keeps a sandbox whose failed set-up it could not undo, and a
+        // call the agent gave up on may have succeeded). A ready one is adopted; anything else
+        // is removed and the call made once more.
+        if !err.message().contains("is reserved for") {
+            return Err(client::error("RunPodSandbox", "sandbox", "", err));
+        }
+        let Some((id, ready)) = self.sandbox_named(&config).await? else {
+            return Err(client::error("RunPodSandbox", "sandbox", "", err));
+        };
+        if ready {
+            return Ok(id);
+        }
+        tracing::info!(sandbox = %id.0, "removing a failed sandbox that holds the pod's name");
+        self.remove_pod_sandbox(&id).await?;
         let resp = self
             .client
             .runtime
             .clone()
-            .run_pod_sandbox(cri::RunPodSandboxRequest {
-                config: Some(convert::pod_sandbox_config(&config, &self.layout)),
-                runtime_handler: String::new(),
-            })
+            .run_pod_sandbox(request)
             .await
             .map_err(|e| client::error("RunPodSandbox", "sandbox", "", e))?;
         Ok(SandboxId(resp.into_inner().pod_sandbox_id))

@@ -32,11 +32,6 @@ pub trait Harness: Send + Sync {
     async fn pids(&self, rt: &dyn ContainerRuntime) -> Vec<u32>;
     /// After everything was removed: no process in `pids`, cgroup, mount or state is left.
     async fn assert_clean(&self, rt: &dyn ContainerRuntime, pids: &[u32]);
-    /// Whether closing an exec's stdin reaches the process (EOF). False for the CRI backend:
-    /// containerd's streaming server speaks `v4.channel.k8s.io`, which has no way to say it.
-    fn exec_stdin_eof(&self) -> bool {
-        true
-    }
 }
 
 /// A sandbox config for pod `name` (hostname = name, label `app=name`).
@@ -281,26 +276,25 @@ pub async fn containers_share_the_sandbox_namespaces_and_exec_works(h: &dyn Harn
     assert_eq!(proc.wait.await.expect("wait"), 7);
     drop(stdin);
 
-    if h.exec_stdin_eof() {
-        let mut proc = rt
-            .exec(
-                &a,
-                ExecRequest {
-                    cmd: sh("cat; exit 5"),
-                    stdin: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .expect("exec");
-        let mut stdin = proc.stdin.take().expect("stdin pipe");
-        stdin.write_all(b"pong\n").await.expect("write");
-        drop(stdin);
-        let mut out = String::new();
-        proc.stdout.read_to_string(&mut out).await.expect("read");
-        assert_eq!(out, "pong\n");
-        assert_eq!(proc.wait.await.expect("wait"), 5);
-    }
+    // Closing stdin reaches the process (EOF): `kubectl exec -i … cat` and `kubectl cp` end.
+    let mut proc = rt
+        .exec(
+            &a,
+            ExecRequest {
+                cmd: sh("cat; exit 5"),
+                stdin: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("exec");
+    let mut stdin = proc.stdin.take().expect("stdin pipe");
+    stdin.write_all(b"pong\n").await.expect("write");
+    drop(stdin);
+    let mut out = String::new();
+    proc.stdout.read_to_string(&mut out).await.expect("read");
+    assert_eq!(out, "pong\n");
+    assert_eq!(proc.wait.await.expect("wait"), 5);
 
     let stats = rt.container_stats(&a).await.expect("stats");
     assert!(stats.memory_usage_bytes > 0 && stats.cpu_usage_core_nanoseconds > 0);

@@ -3,9 +3,11 @@
 //!
 //! They use Debian's `busybox-static` (`/bin/busybox`) and `docker-registry` packages, which
 //! `scripts/test` installs. Errors are `io::Error`s: these helpers serve tests, not the runtime.
-//! [`conformance`] is the behavioural suite every `ContainerRuntime` implementation runs.
+//! [`conformance`] is the behavioural suite every `ContainerRuntime` implementation runs;
+//! [`containerd::Containerd`] a private containerd for the CRI backend's tests and the agent's.
 
 pub mod conformance;
+pub mod containerd;
 mod image;
 mod registry;
 

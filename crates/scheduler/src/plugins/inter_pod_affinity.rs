@@ -13,8 +13,18 @@ pub const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods a
 
 pub struct InterPodAffinity;
 
-/// (topology key, value) → number of matching pods.
-type Counts = HashMap<(String, String), i64>;
+/// Topology key → value → number of matching pods (nested so lookups borrow, never allocate:
+/// Filter runs once per node).
+type Counts = HashMap<String, HashMap<String, i64>>;
+
+/// Matching pods in the domain `key=value`.
+fn count_in(counts: &Counts, key: &str, value: &str) -> i64 {
+    counts
+        .get(key)
+        .and_then(|values| values.get(value))
+        .copied()
+        .unwrap_or(0)
+}
 
 #[derive(Default)]
 struct FilterState {
@@ -27,10 +37,18 @@ struct FilterState {
 }
 
 fn bump(counts: &mut Counts, term: &AffinityTerm, node: &NodeInfo, by: i64) {
-    if let Some(v) = node.labels.get(&term.topology_key) {
-        *counts
-            .entry((term.topology_key.clone(), v.clone()))
-            .or_default() += by;
+    let Some(v) = node.labels.get(&term.topology_key) else {
+        return;
+    };
+    let values = match counts.get_mut(&term.topology_key) {
+        Some(values) => values,
+        None => counts.entry(term.topology_key.clone()).or_default(),
+    };
+    match values.get_mut(v) {
+        Some(c) => *c += by,
+        None => {
+            values.insert(v.clone(), by);
+        }
     }
 }
 
@@ -110,17 +128,15 @@ impl Plugin for InterPodAffinity {
             return Status::success();
         };
         let hit = |counts: &Counts, key: &str| {
-            node.labels.get(key).is_some_and(|v| {
-                counts
-                    .get(&(key.to_owned(), v.clone()))
-                    .is_some_and(|c| *c > 0)
-            })
+            node.labels
+                .get(key)
+                .is_some_and(|v| count_in(counts, key, v) > 0)
         };
-        if node.labels.iter().any(|(k, v)| {
-            st.existing_anti
-                .get(&(k.clone(), v.clone()))
-                .is_some_and(|c| *c > 0)
-        }) {
+        if st
+            .existing_anti
+            .keys()
+            .any(|key| hit(&st.existing_anti, key))
+        {
             return Status::unschedulable(EXISTING_ANTI_AFFINITY);
         }
         if pod
@@ -203,9 +219,9 @@ impl Plugin for InterPodAffinity {
         let Some(scores) = state.read::<Counts>("InterPodAffinity/score") else {
             return 0;
         };
-        node.labels
-            .iter()
-            .filter_map(|(k, v)| scores.get(&(k.clone(), v.clone())))
+        scores
+            .keys()
+            .filter_map(|key| node.labels.get(key).map(|v| count_in(scores, key, v)))
             .sum()
     }
 

@@ -30,6 +30,31 @@ struct State {
     constraints: Vec<Constraint>,
     /// Per constraint: domain value → matching pods.
     counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: the global minimum the skew is measured from, computed once per pod
+    /// (0 when there are fewer domains than `minDomains`, as upstream's minDomains says) —
+    /// with a per-node topology key there are as many domains as nodes.
+    min: Vec<i64>,
+}
+
+impl State {
+    fn new(constraints: Vec<Constraint>, counts: Vec<HashMap<String, i64>>) -> Self {
+        let min = constraints
+            .iter()
+            .zip(&counts)
+            .map(|(c, counts)| {
+                if counts.len() < c.min_domains {
+                    0
+                } else {
+                    counts.values().copied().min().unwrap_or(0)
+                }
+            })
+            .collect();
+        State {
+            constraints,
+            counts,
+            min,
+        }
+    }
 }
 
 fn constraints(pod: &PodInfo, hard: bool) -> Vec<Constraint> {
@@ -73,9 +98,15 @@ fn count(
             continue;
         }
         for (i, c) in constraints.iter().enumerate() {
-            let n = node.count_matching(Some(&namespace), &c.selector);
-            *counts[i].entry(node.labels[&c.key].clone()).or_default() +=
-                i64::try_from(n).unwrap_or(i64::MAX);
+            let n = i64::try_from(node.count_matching(Some(&namespace), &c.selector))
+                .unwrap_or(i64::MAX);
+            let value = &node.labels[&c.key];
+            match counts[i].get_mut(value) {
+                Some(v) => *v += n,
+                None => {
+                    counts[i].insert(value.clone(), n);
+                }
+            }
         }
     }
     counts
@@ -102,13 +133,7 @@ impl Plugin for PodTopologySpread {
         }
         let nodes: Vec<&NodeInfo> = snap.nodes.iter().collect();
         let counts = count(pod, &cs, &nodes);
-        state.write(
-            NAME,
-            State {
-                constraints: cs,
-                counts,
-            },
-        );
+        state.write(NAME, State::new(cs, counts));
         Status::success()
     }
 
@@ -116,7 +141,7 @@ impl Plugin for PodTopologySpread {
         let Some(st) = state.read::<State>(NAME) else {
             return Status::success();
         };
-        for (c, counts) in st.constraints.iter().zip(&st.counts) {
+        for ((c, counts), min) in st.constraints.iter().zip(&st.counts).zip(&st.min) {
             let Some(value) = node.labels.get(&c.key) else {
                 return Status {
                     code: Code::UnschedulableAndUnresolvable,
@@ -124,12 +149,7 @@ impl Plugin for PodTopologySpread {
                     plugin: "",
                 };
             };
-            // Too few domains: the global minimum counts as 0, as upstream's minDomains says.
-            let min = if counts.len() < c.min_domains {
-                0
-            } else {
-                counts.values().copied().min().unwrap_or(0)
-            };
+            let min = *min;
             let here = counts.get(value).copied().unwrap_or(0);
             if here + c.self_match - min > c.max_skew {
                 return Status::unschedulable(REASON);
@@ -150,13 +170,7 @@ impl Plugin for PodTopologySpread {
             return Status::skip();
         }
         let counts = count(pod, &cs, feasible);
-        state.write(
-            "PodTopologySpread/score",
-            State {
-                constraints: cs,
-                counts,
-            },
-        );
+        state.write("PodTopologySpread/score", State::new(cs, counts));
         Status::success()
     }
 

@@ -1,11 +1,13 @@
 //! SPDY/3.1 framing, the transport older kubectl (and every kubectl's fallback) uses for
 //! `exec`, `attach`, `cp` and `port-forward`: frame encoding and decoding and the zlib-compressed
-//! header blocks with the protocol's fixed dictionary. Pure; the connection lives in `spdy`.
+//! header blocks with the protocol's fixed dictionary. Pure. It lives here because both ends use
+//! it: the agent's streaming server (`rudder-node`, towards kubectl) and the CRI backend's exec
+//! client (towards containerd's streaming server, `cri::stream`).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-/// Frame types of SPDY/3 control frames that this server reads or writes.
+/// Frame types of SPDY/3 control frames that either end reads or writes.
 const SYN_STREAM: u16 = 1;
 const SYN_REPLY: u16 = 2;
 const RST_STREAM: u16 = 3;
@@ -32,7 +34,8 @@ pub enum Frame {
         headers: Headers,
         fin: bool,
     },
-    /// The answer to a stream we opened (never expected by a server; decoded for completeness).
+    /// The answer to a stream we opened (what the CRI exec client waits for; a server never
+    /// gets one).
     SynReply { stream_id: u32, headers: Headers },
     /// The peer aborts a stream.
     RstStream { stream_id: u32, status: u32 },
@@ -52,7 +55,7 @@ pub enum Frame {
         data: Bytes,
         fin: bool,
     },
-    /// A control frame of a type this server does not know: skipped, as the protocol asks.
+    /// A control frame of a type neither end uses: skipped, as the protocol asks.
     Unknown,
 }
 
@@ -382,8 +385,7 @@ pub fn syn_reply(out: &mut BytesMut, codec: &mut HeaderCodec, stream_id: u32, fi
     control(out, SYN_REPLY, if fin { FLAG_FIN } else { 0 }, &p);
 }
 
-/// Appends a SYN_STREAM (tests play the client with it).
-#[cfg(test)]
+/// Appends a SYN_STREAM opening `stream_id` (the client side: the CRI exec client, and tests).
 pub fn syn_stream(out: &mut BytesMut, codec: &mut HeaderCodec, stream_id: u32, headers: &Headers) {
     let mut p = Vec::new();
     p.put_u32(stream_id & 0x7fff_ffff);
@@ -435,8 +437,7 @@ pub fn data(out: &mut BytesMut, stream_id: u32, data: &[u8], fin: bool) {
     }
 }
 
-/// Headers from pairs (tests).
-#[cfg(test)]
+/// Headers from pairs.
 pub fn h(pairs: &[(&str, &str)]) -> Headers {
     pairs
         .iter()
