@@ -4,12 +4,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use common::node::{node_with_busybox, wait_for};
-use common::{KUBECTLS, Server, free_port, json};
+use common::streams::{
+    check_cp_round_trip, check_exec_output, check_exec_stdin, check_port_forward, exec_in_terminal,
+    kubectl,
+};
+use common::{KUBECTLS, json};
 
 fn web_pod(node: &str) -> String {
     serde_json::json!({
@@ -27,36 +27,6 @@ fn web_pod(node: &str) -> String {
     .to_string()
 }
 
-fn kubectl(s: &Server, k: &str, args: &[&str], stdin: &[u8]) -> std::process::Output {
-    let mut child = Command::new(k)
-        .arg("--kubeconfig")
-        .arg(s.kubeconfig())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    let mut input = child.stdin.take().expect("stdin");
-    let data = stdin.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = input.write_all(&data);
-    });
-    let out = child.wait_with_output().expect("kubectl output");
-    let _ = writer.join();
-    out
-}
-
-fn http_get(port: u16) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /index.html HTTP/1.0\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 #[test]
 fn exec_cp_and_port_forward() {
     let (s, node) = node_with_busybox();
@@ -71,33 +41,8 @@ fn exec_cp_and_port_forward() {
     std::fs::write(&local, &payload).expect("write payload");
 
     for k in KUBECTLS {
-        // Output, error output and the exit code.
-        let out = kubectl(
-            &s,
-            k,
-            &[
-                "exec",
-                "web",
-                "--",
-                "sh",
-                "-c",
-                "echo out; echo err >&2; exit 3",
-            ],
-            b"",
-        );
-        assert_eq!(out.status.code(), Some(3), "{k}: {out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n", "{k}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("err"), "{k}");
-
-        // stdin reaches the process and its end ends `cat`; large output is not cut.
-        let out = kubectl(&s, k, &["exec", "-i", "web", "--", "cat"], &payload);
-        assert!(
-            out.status.success(),
-            "{k}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(out.stdout.len(), payload.len(), "{k}");
-        assert!(out.stdout == payload, "{k}: stdin came back altered");
+        check_exec_output(&s, k);
+        check_exec_stdin(&s, k, &payload);
 
         // A program that does not exist.
         let out = kubectl(&s, k, &["exec", "web", "--", "no-such-program"], b"");
@@ -108,49 +53,13 @@ fn exec_cp_and_port_forward() {
             String::from_utf8_lossy(&out.stderr)
         );
 
-        // A terminal (through `script`, which gives kubectl one): the process sees a tty of
-        // the size kubectl's terminal has.
-        let script = format!(
-            "stty cols 91 rows 17; {k} --kubeconfig {} exec -it web -- sh -c 'tty; stty size'",
-            s.kubeconfig().display()
-        );
-        let out = Command::new("script")
-            .args(["-qec", &script, "/dev/null"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("script");
-        let text = String::from_utf8_lossy(&out.stdout);
+        // A terminal: the process sees a tty of the size kubectl's terminal has.
+        let text = exec_in_terminal(&s, k, "tty; stty size");
         assert!(text.contains("/dev/pts/"), "{k}: {text}");
         assert!(text.contains("17 91"), "{k}: {text}");
 
-        // kubectl cp in and out.
-        let remote = format!("web:/tmp/{}.bin", k.rsplit('/').next().unwrap_or("k"));
-        let out = kubectl(&s, k, &["cp", local.to_str().expect("path"), &remote], b"");
-        assert!(out.status.success(), "{k}: {out:?}");
-        let back = s.dir.path().join("back.bin");
-        let _ = std::fs::remove_file(&back);
-        let out = kubectl(&s, k, &["cp", &remote, back.to_str().expect("path")], b"");
-        assert!(out.status.success(), "{k}: {out:?}");
-        assert!(std::fs::read(&back).expect("copied back") == payload, "{k}");
-
-        // Port forwarding: two connections in a row through one kubectl.
-        let port = free_port();
-        let mut pf = Command::new(k)
-            .arg("--kubeconfig")
-            .arg(s.kubeconfig())
-            .args(["port-forward", "pod/web", &format!("{port}:8080")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("port-forward");
-        let first = wait_for("the forwarded port", 20, || {
-            http_get(port).filter(|r| r.contains("hello from the pod"))
-        });
-        assert!(first.starts_with("HTTP/1."), "{k}: {first}");
-        let second = http_get(port).unwrap_or_default();
-        let _ = pf.kill();
-        let _ = pf.wait();
-        assert!(second.contains("hello from the pod"), "{k}: {second}");
+        check_cp_round_trip(&s, k, &local, &payload);
+        check_port_forward(&s, k);
     }
 
     // Errors come back as Status: an unknown container, a missing upgrade.

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod node;
+pub mod streams;
 
 use std::io::Write;
 use std::net::TcpListener;
