@@ -128,11 +128,17 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     );
     tracing::info!("[2/5] certificates ready");
 
+    // The embedded store is kept by its own type too, to fold its log into its file on the way out.
+    let mut embedded = None;
     let store: Arc<dyn Store> = match args.store {
-        StoreKind::Embedded => Arc::new(
-            rudder_store_embedded::EmbeddedStore::open(crate::snapshot::store_file(&data_dir))
-                .context("opening the embedded store")?,
-        ),
+        StoreKind::Embedded => {
+            let opened = Arc::new(
+                rudder_store_embedded::EmbeddedStore::open(crate::snapshot::store_file(&data_dir))
+                    .context("opening the embedded store")?,
+            );
+            embedded = Some(opened.clone());
+            opened
+        }
         StoreKind::Etcd => {
             anyhow::ensure!(
                 !args.etcd_endpoints.is_empty(),
@@ -256,6 +262,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), running.done).await;
+    if let Some(store) = embedded
+        && let Err(e) = store.checkpoint().await
+    {
+        // Nothing is lost: the log is replayed at the next start.
+        tracing::warn!(error = %e, "could not checkpoint the store on the way out");
+    }
     tracing::info!("stopped");
     Ok(())
 }

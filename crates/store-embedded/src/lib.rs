@@ -122,6 +122,16 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// Folds the write-ahead log into the redb file now, as a clean shutdown does: afterwards
+    /// the file alone holds every acknowledged write. Writes are durable without this (the log
+    /// is replayed at open); it only spares the next start the replay.
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        match self.submit(Op::Checkpoint).await? {
+            Reply::Checkpointed => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     async fn submit(&self, op: Op) -> Result<Reply, StoreError> {
         let (reply, rx) = oneshot::channel();
         self.writer
@@ -154,6 +164,7 @@ fn unexpected(reply: Reply) -> StoreError {
         Reply::Write(_) => "write",
         Reply::Delete(_) => "delete",
         Reply::Compacted => "compaction",
+        Reply::Checkpointed => "checkpoint",
     };
     StoreError::Backend(format!("writer answered with an unexpected {what} reply"))
 }

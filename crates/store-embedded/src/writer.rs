@@ -48,6 +48,8 @@ pub(crate) enum Op {
     },
     /// Sent by the ticker thread so an idle writer still checkpoints; never reaches redb.
     Tick,
+    /// Fold the log into redb now (a clean shutdown); answered once done.
+    Checkpoint,
 }
 
 impl Op {
@@ -55,7 +57,7 @@ impl Op {
         match self {
             Op::Create { key, value } | Op::Update { key, value, .. } => key.len() + value.len(),
             Op::Delete { key, .. } => key.len(),
-            Op::Compact { .. } | Op::Tick => 0,
+            Op::Compact { .. } | Op::Tick | Op::Checkpoint => 0,
         }
     }
 }
@@ -65,6 +67,7 @@ pub(crate) enum Reply {
     Write(WriteOutcome),
     Delete(DeleteOutcome),
     Compacted,
+    Checkpointed,
 }
 
 pub(crate) struct Request {
@@ -198,6 +201,10 @@ impl Writer {
                 }
             }
             batch.retain(|r| !matches!(r.op, Op::Tick));
+            let (asked, rest): (Vec<Request>, Vec<Request>) = batch
+                .into_iter()
+                .partition(|r| matches!(r.op, Op::Checkpoint));
+            let batch = rest;
             // Ticks come every second, so a broken store retries its reopen at least that often.
             if self.broken.is_some() && self.poisoned.is_none() {
                 self.recover();
@@ -208,10 +215,18 @@ impl Writer {
             if let Some(job) = compaction.take() {
                 compaction = step_compaction(&self.shared, job, &mut self.broken);
             }
-            if self.wal.len() >= CHECKPOINT_BYTES
+            if !asked.is_empty()
+                || self.wal.len() >= CHECKPOINT_BYTES
                 || self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY
             {
                 self.checkpoint();
+            }
+            for req in asked {
+                let outcome = match (&self.poisoned, &self.broken) {
+                    (Some(e), _) | (None, Some(e)) => Err(StoreError::Backend(e.clone())),
+                    (None, None) => Ok(Reply::Checkpointed),
+                };
+                let _ = req.reply.send(outcome);
             }
         }
     }
@@ -477,7 +492,7 @@ fn apply_op(
                 .map(|g| g.value());
             (key, rev)
         }
-        Op::Compact { .. } | Op::Tick => {
+        Op::Compact { .. } | Op::Tick | Op::Checkpoint => {
             return Err(StoreError::Backend("not a key operation".into()));
         }
     };
@@ -569,7 +584,7 @@ fn apply_op(
                 prev: cur,
             }))
         }
-        (Op::Compact { .. } | Op::Tick, _) => {
+        (Op::Compact { .. } | Op::Tick | Op::Checkpoint, _) => {
             Err(StoreError::Backend("not a key operation".into()))
         }
     }
