@@ -11,7 +11,7 @@ dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 RUDDER_LOG=warn "$rudder" server --data-dir "$dir/data" --bind-address 127.0.0.1 --port "$port" \
   --disable-agent --simulate-nodes "$nodes" --simulate-prefix bench \
-  --cluster-cidr 172.16.0.0/12 --node-cidr-mask-size 24 \
+  --cluster-cidr 10.128.0.0/9 --node-cidr-mask-size 24 \
   --service-cluster-ip-range 100.64.0.0/24 >"$dir/server.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$dir"' EXIT

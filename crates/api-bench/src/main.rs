@@ -1,7 +1,10 @@
 //! `rudder-api-bench`: drives a running API server through kube-rs (as controllers and tools
 //! do) and prints Markdown tables for `docs/benchmarks.md`: pod creation throughput and latency
-//! at several concurrencies and at a fixed rate, LIST of many pods, and watch fan-out delay.
+//! at several concurrencies and at a fixed rate, LIST of many pods, watch fan-out delay, and the
+//! scale run (Deployments of many pods measured against upstream's SLOs).
 
+mod prom;
+mod scale;
 mod workloads;
 
 use anyhow::{Context, Result};
@@ -16,6 +19,8 @@ enum Workload {
     Watch,
     /// Pod startup on a real node: create → Running (the image must already be on the node).
     PodStartup,
+    /// Deployments totalling many pods on (simulated) nodes, measured as upstream's SLOs are.
+    Scale,
 }
 
 #[derive(Parser, Debug)]
@@ -51,7 +56,19 @@ struct Args {
     /// Image of the pod-startup pods.
     #[arg(long, default_value = "busybox:1.36")]
     image: String,
-    /// Run only these workloads (default: all but pod-startup, which needs a node with the image).
+    /// Deployments the scale workload creates.
+    #[arg(long, default_value_t = 150)]
+    deployments: usize,
+    /// Replicas of each of them.
+    #[arg(long, default_value_t = 1000)]
+    replicas: usize,
+    /// The control plane's PID (`rudder server`), sampled for peak RSS and CPU by the scale run.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Seconds the scale run waits for every pod to run.
+    #[arg(long, default_value_t = 1800)]
+    scale_timeout: u64,
+    /// Run only these workloads (default: all but pod-startup and scale, which need nodes).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Workload>,
 }
@@ -69,12 +86,22 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let wants = |w: Workload| {
         if args.only.is_empty() {
-            w != Workload::PodStartup
+            w != Workload::PodStartup && w != Workload::Scale
         } else {
             args.only.contains(&w)
         }
     };
     let bench = workloads::Bench::new(client(&args.kubeconfig).await?, &args.namespace).await?;
+    if wants(Workload::Scale) {
+        let opts = scale::Options {
+            deployments: args.deployments,
+            replicas: args.replicas,
+            pid: args.server_pid,
+            timeout: std::time::Duration::from_secs(args.scale_timeout),
+        };
+        let report = scale::run(client(&args.kubeconfig).await?, &args.namespace, &opts).await?;
+        print_scale(&report);
+    }
     if wants(Workload::Create) {
         println!("| concurrent clients | creates/s | p50 ms | p99 ms | max ms |");
         println!("|---|---|---|---|---|");
@@ -132,4 +159,53 @@ async fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn print_scale(r: &scale::Report) {
+    let after = r
+        .all_running_after
+        .map_or("not within the timeout".to_owned(), |d| {
+            format!("{:.1} s", d.as_secs_f64())
+        });
+    println!(
+        "pods running: {} of {} (all after {after})",
+        r.running, r.pods
+    );
+    println!(
+        "scheduler throughput: {:.0} pods/s overall, {:.0} pods/s in the busiest 10 s",
+        r.scheduled_per_second, r.scheduled_peak_per_second
+    );
+    println!(
+        "control plane: peak RSS {}, CPU {} cores on average, {} in the busiest 5 s",
+        r.peak_rss_mib.map_or("-".into(), |m| format!("{m} MiB")),
+        r.cpu_average.map_or("-".into(), |c| format!("{c:.2}")),
+        r.cpu_peak.map_or("-".into(), |c| format!("{c:.2}")),
+    );
+    if r.relists > 0 {
+        println!("(the bench's pod watch had to relist {} times)", r.relists);
+    }
+    println!();
+    println!("| pod startup (to Running, seen by a watch) | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|");
+    let [a, b, c] = r.startup_from_timestamp;
+    println!(
+        "| from creationTimestamp (whole seconds: up to 1 s high) | {a:.0} | {b:.0} | {c:.0} |"
+    );
+    let [a, b, c] = r.startup_from_seen;
+    println!("| from the watch's first sight of the pod | {a:.0} | {b:.0} | {c:.0} |");
+    println!();
+    println!("| API calls (server histogram) | calls | p99 s (bucket bound) |");
+    println!("|---|---|---|");
+    for (kind, calls, p99) in &r.server {
+        println!(
+            "| {kind:?} | {calls} | {} |",
+            p99.map_or("-".into(), |p| format!("{p}"))
+        );
+    }
+    println!();
+    println!("| API calls (client probes) | calls | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|");
+    for (what, calls, p50, p99, max) in &r.probes {
+        println!("| {what} | {calls} | {p50:.1} | {p99:.1} | {max:.1} |");
+    }
 }

@@ -1,6 +1,6 @@
 //! Objects every cluster starts with: the four system namespaces, the built-in
-//! PriorityClasses, the `default/kubernetes` Service with its endpoints, and the default RBAC
-//! roles and bindings.
+//! PriorityClasses, the `default/kubernetes` Service (its endpoints are
+//! `endpoint_reconciler`'s), and the default RBAC roles and bindings.
 
 use bytes::Bytes;
 use rudder_store::{Store, WriteOutcome};
@@ -78,14 +78,12 @@ pub async fn ensure_priority_classes(store: &dyn Store) -> Result<(), rudder_sto
     Ok(())
 }
 
-/// Creates the `default/kubernetes` Service on the first address of `range` if it is missing,
-/// and makes its Endpoints and EndpointSlice point at `endpoint` (the API server's advertised
-/// address). Run at start-up and then periodically, as upstream's endpoint reconciler, so a
-/// deleted or stale object comes back.
+/// Creates the `default/kubernetes` Service on the first address of `range`, targeting
+/// `api_port`, if it is missing. Its endpoints are `endpoint_reconciler`'s.
 pub async fn ensure_kubernetes_service(
     store: &dyn Store,
     range: ipnet::Ipv4Net,
-    endpoint: std::net::SocketAddr,
+    api_port: u16,
 ) -> Result<(), rudder_store::StoreError> {
     use crate::kubernetes_service as ks;
     let Some(ip) = crate::service_range::nth_address(range, 1) else {
@@ -100,7 +98,7 @@ pub async fn ensure_kubernetes_service(
             if let Err(e) = allocations.reserve_ip(ip, "default/kubernetes").await {
                 tracing::warn!(error = %e.message, "reserving the kubernetes Service address");
             }
-            let svc = ks::service(ip, endpoint.port());
+            let svc = ks::service(ip, api_port);
             if create_new(store, &svc_key, svc).await? {
                 tracing::info!(%ip, "created the kubernetes Service");
             }
@@ -116,20 +114,11 @@ pub async fn ensure_kubernetes_service(
             }
         }
     }
-    let eps_key = keys::object_key("", "endpoints", Some(ks::NAMESPACE), ks::NAME);
-    put_if_changed(store, &eps_key, ks::endpoints(endpoint)).await?;
-    let slice_key = keys::object_key(
-        "discovery.k8s.io",
-        "endpointslices",
-        Some(ks::NAMESPACE),
-        ks::NAME,
-    );
-    put_if_changed(store, &slice_key, ks::endpoint_slice(endpoint)).await?;
     Ok(())
 }
 
 /// Creates `key` with `obj` plus a uid and creation time; false when it already exists.
-async fn create_new(
+pub(crate) async fn create_new(
     store: &dyn Store,
     key: &str,
     mut obj: Value,
@@ -142,39 +131,6 @@ async fn create_new(
         store.create(key, Bytes::from(bytes)).await?,
         WriteOutcome::Written(_)
     ))
-}
-
-/// Creates `key` with `wanted`, or replaces what is there when its content differs (keeping the
-/// stored object's uid and creation time). A concurrent writer wins; the next round retries.
-async fn put_if_changed(
-    store: &dyn Store,
-    key: &str,
-    wanted: Value,
-) -> Result<(), rudder_store::StoreError> {
-    let Some(kv) = store.get(key, None).await?.kv else {
-        create_new(store, key, wanted).await?;
-        return Ok(());
-    };
-    let stored: Value = serde_json::from_slice(&kv.value).unwrap_or_default();
-    if crate::kubernetes_service::up_to_date(&stored, &wanted) {
-        return Ok(());
-    }
-    let mut obj = wanted;
-    for field in ["uid", "creationTimestamp"] {
-        if let Some(v) = stored.pointer(&format!("/metadata/{field}")) {
-            obj["metadata"][field] = v.clone();
-        }
-    }
-    if obj.pointer("/metadata/uid").is_none() {
-        obj["metadata"]["uid"] = json!(objects::new_uid());
-        obj["metadata"]["creationTimestamp"] = json!(objects::now_rfc3339());
-    }
-    let bytes =
-        serde_json::to_vec(&obj).map_err(|e| rudder_store::StoreError::Backend(e.to_string()))?;
-    store
-        .update(key, Bytes::from(bytes), kv.mod_revision)
-        .await?;
-    Ok(())
 }
 
 /// Creates the default ClusterRoles and ClusterRoleBindings that are missing, and brings back

@@ -16,6 +16,8 @@ mod defaults;
 mod discovery;
 mod dns_service;
 pub mod encryption;
+mod endpoint_leases;
+mod endpoint_reconciler;
 pub mod event_ttl;
 mod filter;
 mod handlers;
@@ -135,7 +137,14 @@ pub async fn start(
     bootstrap::ensure_priority_classes(&*store).await?;
     bootstrap::ensure_rbac(&*store).await?;
     let (range, endpoint) = (config.service_cluster_ip_range, config.kubernetes_endpoint);
-    bootstrap::ensure_kubernetes_service(&*store, range, endpoint).await?;
+    let endpoints = Arc::new(endpoint_reconciler::EndpointReconciler::new(
+        store.clone(),
+        range,
+        endpoint,
+    ));
+    // The first round before serving, as before: the Service and this server's address are
+    // there when the server is ready.
+    endpoints.reconcile().await?;
     dns_service::ensure(&*store, range).await?;
     tracing::info!("loading the watch cache");
     let cache = cache::WatchCache::start(store.clone()).await?;
@@ -176,7 +185,18 @@ pub async fn start(
             config.metric_resolution,
         ))
     });
-    let reconciler = tokio::spawn(reconcile_kubernetes_service(store.clone(), range, endpoint));
+    let reconciler = tokio::spawn(endpoints.clone().run());
+    // Leaving the endpoints comes first on shutdown, while still serving (upstream's
+    // pre-shutdown hook): clients of the Service move to another server before this one stops
+    // answering. Bounded, so an unreachable store cannot hold the shutdown up.
+    let shutdown = async move {
+        shutdown.await;
+        match tokio::time::timeout(std::time::Duration::from_secs(5), endpoints.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "leaving the kubernetes Service's endpoints"),
+            Err(_) => tracing::warn!("leaving the kubernetes Service's endpoints timed out"),
+        }
+    };
     let expiry = tokio::spawn(event_ttl::run(
         store.clone(),
         api.cache.clone(),
@@ -195,21 +215,4 @@ pub async fn start(
     });
     tracing::info!(%addr, "API server listening");
     Ok(Running { addr, done })
-}
-
-/// Re-asserts the `kubernetes` Service and its endpoints every 10 s (upstream's reconcile
-/// interval), so a deleted or edited object comes back.
-async fn reconcile_kubernetes_service(
-    store: Arc<dyn Store>,
-    range: ipnet::Ipv4Net,
-    endpoint: SocketAddr,
-) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if let Err(e) = bootstrap::ensure_kubernetes_service(&*store, range, endpoint).await {
-            tracing::warn!(error = %e, "reconciling the kubernetes Service");
-        }
-    }
 }

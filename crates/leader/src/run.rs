@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 
 use crate::LeaderError;
-use crate::decide::{Decision, LeaseView, decide};
+use crate::decide::{Decision, LeaseView, decide, expiry, next_look};
 
 /// Election timing; the default is client-go's usual 15 s lease, renewed every 2 s.
 #[derive(Debug, Clone, Copy)]
@@ -74,14 +74,16 @@ where
     };
     tokio::pin!(stop);
     loop {
-        // Candidate: try now, then every `retry`.
+        // Candidate: try now, then every `retry`, or right after the holder's Lease expires.
         loop {
-            if elector.try_acquire_or_renew().await? {
-                break;
-            }
+            let wait = match elector.try_acquire_or_renew().await? {
+                Round::Ours => break,
+                Round::Held { expiry } => next_look(Timestamp::now(), expiry, timing.retry),
+                Round::Failed => timing.retry,
+            };
             tokio::select! {
                 () = &mut stop => return Ok(()),
-                () = tokio::time::sleep(timing.retry) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
         tracing::info!(lease = %format!("{namespace}/{name}"), identity, "became leader");
@@ -100,6 +102,17 @@ where
     }
 }
 
+/// The outcome of one election round.
+enum Round {
+    /// The Lease is ours.
+    Ours,
+    /// Another candidate holds it (or won the race); it expires at `expiry` unless renewed
+    /// (`None`: unknown, or free already).
+    Held { expiry: Option<Timestamp> },
+    /// The API server could not be asked or refused for a transient reason.
+    Failed,
+}
+
 struct Elector<'a> {
     api: Api<Lease>,
     namespace: &'a str,
@@ -115,7 +128,7 @@ impl Elector<'_> {
         let mut last_ok = Instant::now();
         loop {
             tokio::time::sleep(self.timing.renew).await;
-            if self.try_acquire_or_renew().await? {
+            if matches!(self.try_acquire_or_renew().await?, Round::Ours) {
                 last_ok = Instant::now();
             } else if last_ok.elapsed() > self.timing.renew_deadline {
                 return Ok(());
@@ -123,8 +136,8 @@ impl Elector<'_> {
         }
     }
 
-    /// One round: `true` when the Lease is ours after it.
-    async fn try_acquire_or_renew(&self) -> Result<bool, LeaderError> {
+    /// One round: is the Lease ours after it?
+    async fn try_acquire_or_renew(&self) -> Result<Round, LeaderError> {
         let current = match self.api.get_opt(self.name).await {
             Ok(l) => l,
             Err(e) => return self.transient(e),
@@ -150,7 +163,10 @@ impl Elector<'_> {
         let result = match (decision, current) {
             (Decision::Wait { holder }, _) => {
                 tracing::debug!(lease = self.name, %holder, "lease held by another candidate");
-                return Ok(false);
+                let expiry = view
+                    .as_ref()
+                    .and_then(|v| expiry(v, self.timing.lease_duration));
+                return Ok(Round::Held { expiry });
             }
             (Decision::Create, _) | (_, None) => {
                 let lease = Lease {
@@ -181,9 +197,9 @@ impl Elector<'_> {
             }
         };
         match result {
-            Ok(_) => Ok(true),
-            // Another candidate wrote first (409 on replace, or on create).
-            Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+            Ok(_) => Ok(Round::Ours),
+            // Another candidate wrote first (409 on replace, or on create): its Lease is fresh.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(Round::Held { expiry: None }),
             Err(e) => self.transient(e),
         }
     }
@@ -214,7 +230,7 @@ impl Elector<'_> {
 
     /// Logs a failed request and reports "not ours this round", except authorization failures,
     /// which no retry will fix.
-    fn transient(&self, e: kube::Error) -> Result<bool, LeaderError> {
+    fn transient(&self, e: kube::Error) -> Result<Round, LeaderError> {
         if let kube::Error::Api(s) = &e
             && (s.code == 401 || s.code == 403)
         {
@@ -225,7 +241,7 @@ impl Elector<'_> {
             });
         }
         tracing::warn!(lease = self.name, error = %e, "leader election request failed");
-        Ok(false)
+        Ok(Round::Failed)
     }
 }
 

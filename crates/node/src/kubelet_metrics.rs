@@ -15,9 +15,9 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use rudder_metrics::{HistogramFamily, buckets, prometheus_client};
 use rudder_runtime::{
-    ContainerConfig, ContainerFilter, ContainerId, ContainerRuntime, ContainerState,
-    ContainerStats, ContainerStatus, ExecProcess, ExecRequest, ExecResult, Result, SandboxConfig,
-    SandboxId, SandboxState, SandboxStatus,
+    AttachRequest, Attachment, ContainerConfig, ContainerFilter, ContainerId, ContainerRuntime,
+    ContainerState, ContainerStats, ContainerStatus, ExecProcess, ExecRequest, ExecResult, Result,
+    SandboxConfig, SandboxId, SandboxState, SandboxStatus,
 };
 
 type OperationLabel = [(&'static str, &'static str); 1];
@@ -218,6 +218,9 @@ impl ContainerRuntime for MeteredRuntime {
     }
     async fn exec(&self, id: &ContainerId, request: ExecRequest) -> Result<ExecProcess> {
         timed!("exec", self.inner.exec(id, request))
+    }
+    async fn attach(&self, id: &ContainerId, request: AttachRequest) -> Result<Attachment> {
+        timed!("attach", self.inner.attach(id, request))
     }
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         timed!("container_stats", self.inner.container_stats(id))

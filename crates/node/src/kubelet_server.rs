@@ -1,6 +1,6 @@
 //! The agent's HTTPS endpoint (the kubelet's port 10250): what the API server proxies
-//! `kubectl logs`, `exec` and `port-forward` to, and scrapes `/metrics/resource` from for
-//! `kubectl top`. Clients must present a certificate of the cluster CA.
+//! `kubectl logs`, `exec`, `attach` and `port-forward` to, and scrapes `/metrics/resource`
+//! from for `kubectl top`. Clients must present a certificate of the cluster CA.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -142,6 +142,10 @@ async fn handle(
         ["exec", ns, pod, container] => {
             let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
             crate::streaming::exec(req, runtime, &ns, &pod, &container).await
+        }
+        ["attach", ns, pod, container] => {
+            let (ns, pod, container) = (ns.to_string(), pod.to_string(), container.to_string());
+            crate::streaming::attach(req, runtime, &ns, &pod, &container).await
         }
         ["portForward", ns, pod] => {
             let (ns, pod) = (ns.to_string(), pod.to_string());

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Container, Pod, SecurityContext};
 use rudder_machinery::quantity;
 use rudder_runtime::{
-    ContainerConfig, ContainerMetadata, PodMetadata, Resources, SandboxConfig, SecurityConfig,
+    ContainerConfig, ContainerId, ContainerMetadata, PidNamespace, PodMetadata, Resources,
+    SandboxConfig, SecurityConfig,
 };
 
 /// Label keys the agent puts on sandboxes and containers to find its pods again.
@@ -55,6 +56,10 @@ pub enum SpecError {
     /// A field reference the agent does not know.
     #[error("unsupported fieldPath: {0}")]
     FieldPath(String),
+    /// An ephemeral container's `targetContainerName` names a container that has not been
+    /// created (yet).
+    #[error("unable to find target container {0}")]
+    TargetNotFound(String),
 }
 
 /// ConfigMap and Secret data the pod's environment refers to, fetched by the caller.
@@ -126,6 +131,32 @@ pub fn sandbox_config(
             .as_ref()
             .and_then(|s| s.host_network)
             .unwrap_or(false),
+        share_pid_namespace: shares_process_namespace(pod),
+    }
+}
+
+fn shares_process_namespace(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.share_process_namespace)
+        .unwrap_or(false)
+}
+
+/// The PID namespace of a container of `pod`, as the kubelet decides it: the pod's with
+/// `shareProcessNamespace`; else, for an ephemeral container with a `targetContainerName`
+/// (`target`: that name and the target's current container, if it has one), the target's;
+/// else one of its own. In a pod sharing its namespace the target's is the pod's anyway.
+pub fn pid_namespace(
+    pod: &Pod,
+    target: Option<(&str, Option<&ContainerId>)>,
+) -> Result<PidNamespace, SpecError> {
+    if shares_process_namespace(pod) {
+        return Ok(PidNamespace::Pod);
+    }
+    match target {
+        None => Ok(PidNamespace::Container),
+        Some((_, Some(id))) => Ok(PidNamespace::Target(id.clone())),
+        Some((name, None)) => Err(SpecError::TargetNotFound(name.to_owned())),
     }
 }
 
@@ -402,6 +433,11 @@ pub fn container_config(
         log_path: None,
         labels: container_labels,
         annotations: BTreeMap::new(),
+        stdin: c.stdin.unwrap_or(false),
+        stdin_once: c.stdin_once.unwrap_or(false),
+        tty: c.tty.unwrap_or(false),
+        // An ephemeral container's target, if any, is the caller's to add (see `pid_namespace`).
+        pid_namespace: pid_namespace(pod, None)?,
     })
 }
 

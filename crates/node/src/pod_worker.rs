@@ -558,8 +558,8 @@ fn same_but_times(a: &PodStatus, b: &PodStatus) -> bool {
 }
 
 /// The agent's view of a container for status purposes.
-/// A pod's ephemeral containers as containers (the same fields, less `targetContainerName`:
-/// they join the pod's sandbox, not the target's process namespace).
+/// A pod's ephemeral containers as containers (the same fields, less `targetContainerName`,
+/// which `containers::drive` reads from the spec to put one in its target's PID namespace).
 fn ephemeral_containers(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<Container> {
     spec.ephemeral_containers
         .iter()

@@ -11,9 +11,11 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt;
 use ipnet::Ipv4Net;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use rudder_runtime::simulated::SimulatedRuntime;
 
 use crate::heartbeat::{Agent, AgentConfig};
@@ -24,6 +26,9 @@ use crate::pod_worker::Shared;
 /// How many simulated nodes register at once: the shared client speaks HTTP/1.1, so each
 /// request in flight holds a connection; bounding start-up bounds the connection pool.
 const REGISTER_CONCURRENCY: usize = 32;
+/// The label every simulated node carries, `type=simulated`.
+const LABEL: &str = "type";
+const LABEL_VALUE: &str = "simulated";
 
 /// The simulated nodes to run.
 #[derive(Clone, Debug)]
@@ -144,24 +149,50 @@ impl SimulatedNetwork {
         }
     }
 
-    /// Waits for the node's `spec.podCIDR` (the node IPAM sets it after registration).
-    async fn wait_for_subnet(self: Arc<Self>, client: kube::Client, node_name: String) {
-        let nodes: Api<Node> = Api::all(client);
-        loop {
-            let subnet = nodes
-                .get_opt(&node_name)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|n| n.spec?.pod_cidr)
-                .and_then(|c| c.parse::<Ipv4Net>().ok());
-            if let Some(subnet) = subnet {
-                let _ = self.addresses.set(Mutex::new(Addresses::new(subnet)));
-                return;
+    /// Takes `subnet` as the node's pod subnet (a node keeps its first one).
+    fn set_subnet(&self, subnet: Ipv4Net) {
+        let _ = self.addresses.set(Mutex::new(Addresses::new(subnet)));
+    }
+}
+
+/// Hands each simulated node its `spec.podCIDR` once the node IPAM has set it, from one watch
+/// of the simulated Nodes for the whole process, and ends when every node has one. (A GET per
+/// node every second until then was 5,000 GETs a second at 5,000 nodes: it saturated the
+/// server the IPAM writes through.)
+async fn follow_subnets(
+    client: kube::Client,
+    mut waiting: HashMap<String, Arc<SimulatedNetwork>>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let nodes: Api<Node> = Api::all(client);
+    let config = watcher::Config::default().labels(&format!("{LABEL}={LABEL_VALUE}"));
+    let mut events = watcher(nodes, config).default_backoff().boxed();
+    tokio::pin!(shutdown);
+    while !waiting.is_empty() {
+        let event = tokio::select! {
+            () = &mut shutdown => return,
+            e = events.next() => e,
+        };
+        match event {
+            Some(Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node))) => {
+                let name = node.metadata.name.as_deref().unwrap_or_default();
+                let subnet = node
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.as_deref())
+                    .and_then(|c| c.parse::<Ipv4Net>().ok());
+                if let Some(subnet) = subnet
+                    && let Some(network) = waiting.remove(name)
+                {
+                    network.set_subnet(subnet);
+                }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            Some(Ok(_)) => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "watching the simulated nodes' subnets"),
+            None => return,
         }
     }
+    tracing::info!("every simulated node has its pod subnet");
 }
 
 /// Runs `opts.nodes` simulated nodes as clients of `client` until `shutdown` resolves.
@@ -173,6 +204,7 @@ pub async fn run(
     let runtime: Arc<SimulatedRuntime> = Arc::new(SimulatedRuntime::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shareds: HashMap<String, Arc<Shared>> = HashMap::with_capacity(opts.nodes);
+    let mut networks: HashMap<String, Arc<SimulatedNetwork>> = HashMap::with_capacity(opts.nodes);
     let mut agents = Vec::with_capacity(opts.nodes);
     // One event writer for every simulated node, as one hollow kubelet process has one.
     let events = rudder_events::Recorder::new(client.clone());
@@ -182,7 +214,7 @@ pub async fn run(
             NodeOptions {
                 name: name.clone(),
                 max_pods: opts.max_pods,
-                labels: BTreeMap::from([("type".to_owned(), "simulated".to_owned())]),
+                labels: BTreeMap::from([(LABEL.to_owned(), LABEL_VALUE.to_owned())]),
                 kubelet_port: 0,
             },
             std::path::PathBuf::new(),
@@ -197,7 +229,8 @@ pub async fn run(
         if let Some(shared) = agent.pod_shared() {
             shareds.insert(name.clone(), shared);
         }
-        agents.push((agent, network));
+        networks.insert(name, network);
+        agents.push(agent);
     }
     // One watch of every bound pod, fanned out here, instead of one per node.
     let pods = tokio::spawn(crate::pods::run_many(client.clone(), shareds, {
@@ -206,24 +239,25 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     }));
+    let subnets = tokio::spawn(follow_subnets(client.clone(), networks, {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }));
     let gate = Arc::new(tokio::sync::Semaphore::new(REGISTER_CONCURRENCY));
     let mut tasks = tokio::task::JoinSet::new();
-    for (agent, network) in agents {
-        let client = client.clone();
+    for agent in agents {
         let gate = gate.clone();
         let mut rx = stop_rx.clone();
         tasks.spawn(async move {
-            let name = agent.node_name().to_owned();
             // Registration is the burst; renewals then stay spread by when each node joined.
             let permit = gate.acquire_owned().await;
             let registered = agent.run_with(
                 async move {
                     let _ = rx.wait_for(|s| *s).await;
                 },
-                move || {
-                    drop(permit);
-                    tokio::spawn(network.wait_for_subnet(client, name));
-                },
+                move || drop(permit),
             );
             if let Err(e) = registered.await {
                 tracing::warn!(error = %e, "simulated node stopped");
@@ -235,6 +269,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let _ = pods.await;
+    let _ = subnets.await;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod files;
 mod identity;
 mod issue;
 pub mod kubeconfig;
+mod shared;
 mod tls;
 
 use std::net::IpAddr;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use identity::{ClientIdentity, client_identity, csr_identity};
+pub use shared::{Seeded, seed_from};
 
 /// Why a certificate operation failed.
 #[derive(Debug, thiserror::Error)]

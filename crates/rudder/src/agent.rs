@@ -22,14 +22,17 @@ const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 
 #[derive(Args, Debug)]
 pub struct AgentArgs {
-    /// The API server to join, e.g. `https://10.0.0.1:6443`.
-    #[arg(long, required_unless_present = "kubeconfig")]
-    pub server: Option<String>,
+    /// The API server to join, e.g. `https://10.0.0.1:6443`. Several (comma-separated or the
+    /// flag repeated) for a highly available cluster: the node joins through the first that
+    /// answers and its client fails over between all of them.
+    #[arg(long, value_delimiter = ',', required_unless_present = "kubeconfig")]
+    pub server: Vec<String>,
     /// With `--simulate N`: the credentials the simulated nodes act with, instead of joining
     /// with a token. Its identity must be allowed to manage every node, lease and pod (the
     /// server's admin kubeconfig, or one bound to such a ClusterRole): a joined node's own
-    /// credentials let the Node authorizer accept only that node's objects.
-    #[arg(long, conflicts_with_all = ["token", "server"])]
+    /// credentials let the Node authorizer accept only that node's objects. With `--server`,
+    /// the nodes talk to those servers (failing over) instead of the kubeconfig's.
+    #[arg(long, conflicts_with = "token")]
     pub kubeconfig: Option<PathBuf>,
     /// A bootstrap token from `rudder token create` (needed only to join, not to restart).
     #[arg(long, env = "RUDDER_TOKEN")]
@@ -92,15 +95,15 @@ pub async fn run(args: AgentArgs) -> Result<()> {
             "--simulate needs --kubeconfig: simulated nodes act for many nodes, which a joined \
              node's credentials may not (the Node authorizer limits them to their own node)",
         )?;
-        return crate::simulate::run_alone(&args.simulate, kubeconfig).await;
+        return crate::simulate::run_alone(&args.simulate, kubeconfig, &args.server).await;
     }
     if args.kubeconfig.is_some() {
         bail!("--kubeconfig is for --simulate; a machine joins with --server and --token");
     }
-    let server = args
-        .server
-        .as_deref()
-        .context("--server is needed to join a cluster")?;
+    anyhow::ensure!(
+        !args.server.is_empty(),
+        "--server is needed to join a cluster"
+    );
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
@@ -108,7 +111,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     if files.complete() {
         tracing::info!("[1/2] using the credentials in {}", data_dir.display());
     } else {
-        join(&args, server, &files).await?;
+        let server = join_any(&args, &files).await?;
         tracing::info!("[1/2] joined the cluster at {server}");
     }
     let read =
@@ -129,6 +132,7 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         &args.node,
         &data_dir,
         &files.kubeconfig,
+        &args.server,
         tls,
         args.cluster_cidr,
         rx,
@@ -139,6 +143,21 @@ pub async fn run(args: AgentArgs) -> Result<()> {
     let _ = tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
     Ok(())
+}
+
+/// Joins through the first of `--server` that lets it; returns that server.
+async fn join_any<'a>(args: &'a AgentArgs, files: &Files) -> Result<&'a str> {
+    let mut failures = Vec::new();
+    for server in &args.server {
+        match join(args, server, files).await {
+            Ok(()) => return Ok(server),
+            Err(e) => {
+                tracing::warn!(%server, error = %format!("{e:#}"), "could not join through this server");
+                failures.push(format!("{server}: {e:#}"));
+            }
+        }
+    }
+    bail!("could not join the cluster: {}", failures.join("; "))
 }
 
 /// Obtains the node's certificates and writes its kubeconfig.

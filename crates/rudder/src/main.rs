@@ -3,6 +3,7 @@
 mod agent;
 mod auth;
 mod dashboard;
+mod failover;
 mod image;
 mod limits;
 mod node;

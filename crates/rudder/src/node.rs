@@ -84,15 +84,22 @@ impl NodeArgs {
 
 /// A client with the credentials of `kubeconfig`.
 pub async fn client(kubeconfig: &Path) -> Result<kube::Client> {
+    client_of(kubeconfig, &[]).await
+}
+
+/// A client with the credentials of `kubeconfig`, talking to `servers` (failing over between
+/// them, [`crate::failover`]) instead of the kubeconfig's server when any are given.
+pub async fn client_of(kubeconfig: &Path, servers: &[String]) -> Result<kube::Client> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).context("reading the kubeconfig")?;
     let config =
         kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
             .await
             .context("client configuration")?;
-    kube::Client::try_from(config).context("API client")
+    crate::failover::client(config, servers)
 }
 
-/// Starts the node agent as the client of `kubeconfig`, serving its endpoint with
+/// Starts the node agent as the client of `kubeconfig` (at `servers` when any are given),
+/// serving its endpoint with
 /// `endpoint_tls`, keeping its state in `data_dir`, and the service proxy beside it (which
 /// treats `cluster_cidr`, or the node's pod subnet when `None`, as the pod range). Runs until
 /// `stop` fires.
@@ -100,11 +107,12 @@ pub async fn start(
     args: &NodeArgs,
     data_dir: &Path,
     kubeconfig: &Path,
+    servers: &[String],
     endpoint_tls: Arc<rustls::ServerConfig>,
     cluster_cidr: Option<ipnet::Ipv4Net>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<tokio::task::JoinHandle<()>> {
-    let client = client(kubeconfig).await?;
+    let client = client_of(kubeconfig, servers).await?;
     let proxy = (!args.disable_proxy).then(|| {
         start_proxy(
             client.clone(),

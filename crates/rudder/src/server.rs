@@ -35,6 +35,12 @@ pub struct ServerArgs {
     /// etcd client URLs, comma-separated (with `--store etcd`).
     #[arg(long, value_delimiter = ',')]
     pub etcd_endpoints: Vec<String>,
+    /// Another server's `pki/` directory (or a copy of it) to take the cluster's CA,
+    /// service-account signing key and admin certificate from at first start: how further
+    /// servers of a highly available cluster (same `--store etcd`) share its identity. Each
+    /// server still makes a serving certificate of its own.
+    #[arg(long)]
+    pub pki_from: Option<PathBuf>,
     /// Extra names or IPs for the serving certificate.
     #[arg(long, value_delimiter = ',')]
     pub tls_san: Vec<String>,
@@ -122,6 +128,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         extra_sans: args.tls_san.clone(),
         ..Default::default()
     };
+    if let Some(from) = &args.pki_from {
+        let seeded = rudder_pki::seed_from(from, &data_dir.join("pki"))
+            .with_context(|| format!("--pki-from {}", from.display()))?;
+        tracing::info!(from = %from.display(), ?seeded, "cluster identity shared");
+    }
     let pki = Arc::new(
         rudder_pki::Pki::load_or_create(&data_dir.join("pki"), &pki_opts)
             .context("certificates")?,
@@ -208,6 +219,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             &args.node,
             &data_dir,
             &kubeconfig,
+            &[],
             pki.server_config()?,
             Some(args.cluster_cidr),
             rx,
@@ -217,18 +229,22 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     };
 
     let (simulated_stop, simulated_rx) = tokio::sync::oneshot::channel::<()>();
-    let simulated_task = crate::simulate::start(&args.simulate, &kubeconfig, simulated_rx).await?;
+    let simulated_task =
+        crate::simulate::start(&args.simulate, &kubeconfig, &[], simulated_rx).await?;
 
+    // One identity for both Leases: `hostname_<random>`, unique per process, as upstream's.
+    let identity = rudder_leader::default_identity();
+    tracing::info!(%identity, "leader election identity of the scheduler and controller manager");
     let controllers_stop = if args.disable_controllers {
         None
     } else {
-        Some(start_controllers(&args, &kubeconfig, &pki).await?)
+        Some(start_controllers(&args, &kubeconfig, &pki, identity.clone()).await?)
     };
 
     let scheduler_stop = if args.disable_scheduler {
         None
     } else {
-        Some(start_scheduler(&args, &kubeconfig).await?)
+        Some(start_scheduler(&args, &kubeconfig, identity).await?)
     };
 
     let ingress_stop = if args.disable_ingress {
@@ -278,6 +294,7 @@ async fn start_controllers(
     args: &ServerArgs,
     kubeconfig: &std::path::Path,
     pki: &rudder_pki::Pki,
+    identity: String,
 ) -> Result<tokio::sync::oneshot::Sender<()>> {
     let client = crate::node::client(kubeconfig).await?;
     let options = rudder_controllers::Options {
@@ -297,7 +314,6 @@ async fn start_controllers(
         let stop = async {
             let _ = rx.await;
         };
-        let identity = rudder_leader::default_identity();
         // Losing the Lease drops the work: every controller task goes with it.
         let work = || {
             let (client, options) = (client.clone(), options.clone());
@@ -333,6 +349,7 @@ async fn start_controllers(
 async fn start_scheduler(
     args: &ServerArgs,
     kubeconfig: &std::path::Path,
+    identity: String,
 ) -> Result<(
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
@@ -344,7 +361,6 @@ async fn start_scheduler(
     let client = crate::node::client(kubeconfig).await?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let identity = rudder_scheduler::default_identity();
         let stop = async {
             let _ = rx.await;
         };

@@ -35,17 +35,18 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is not a memory quantity (e.g. 256Gi)"))
 }
 
-/// Starts the simulated nodes, if any were asked for, as clients of `kubeconfig`; they run
-/// until `stop` fires.
+/// Starts the simulated nodes, if any were asked for, as clients of `kubeconfig` (at `servers`
+/// when any are given); they run until `stop` fires.
 pub async fn start(
     args: &SimulateArgs,
     kubeconfig: &Path,
+    servers: &[String],
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>> {
     if args.simulate_nodes == 0 {
         return Ok(None);
     }
-    let client = crate::node::client(kubeconfig)
+    let client = crate::node::client_of(kubeconfig, servers)
         .await
         .context("simulated nodes' client")?;
     let prefix = args
@@ -91,12 +92,12 @@ const NEEDED: &[(&str, &str, &str, &str, &str)] = &[
     ("create", "", "events", "", ""),
 ];
 
-/// `rudder agent --simulate N`: only the simulated nodes, as clients of `kubeconfig`, until
-/// SIGTERM or Ctrl-C. Refuses to start unless that identity may do what the nodes do for every
+/// `rudder agent --simulate N`: only the simulated nodes, as clients of `kubeconfig` (at
+/// `servers`, failing over between them, when any are given), until SIGTERM or Ctrl-C. Refuses to start unless that identity may do what the nodes do for every
 /// node (asked with SelfSubjectAccessReviews), so a node's own credentials fail up front rather
 /// than with a Forbidden per node.
-pub async fn run_alone(args: &SimulateArgs, kubeconfig: &Path) -> Result<()> {
-    let client = crate::node::client(kubeconfig)
+pub async fn run_alone(args: &SimulateArgs, kubeconfig: &Path, servers: &[String]) -> Result<()> {
+    let client = crate::node::client_of(kubeconfig, servers)
         .await
         .context("simulated nodes' client")?;
     let denied = denied(&client).await?;
@@ -109,7 +110,7 @@ pub async fn run_alone(args: &SimulateArgs, kubeconfig: &Path) -> Result<()> {
         );
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let task = start(args, kubeconfig, rx).await?;
+    let task = start(args, kubeconfig, servers, rx).await?;
     tracing::info!(nodes = args.simulate_nodes, "simulated nodes running");
     crate::server::wait_for_signal().await;
     let _ = tx.send(());

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::node::wait_for;
+use common::workloads::deploy_web;
 use common::{Server, json};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
@@ -151,20 +152,7 @@ fn an_agent_process_runs_simulated_nodes_against_a_server() {
     });
 
     // A Deployment becomes available on the simulated nodes.
-    s.create(
-        KUBECTL,
-        Some("default"),
-        &format!(
-            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"web"}},
-            "spec":{{"replicas":{REPLICAS},"selector":{{"matchLabels":{{"app":"web"}}}},
-            "template":{{"metadata":{{"labels":{{"app":"web"}}}},
-            "spec":{{"containers":[{{"name":"nginx","image":"nginx:1.27"}}]}}}}}}}}"#
-        ),
-    );
-    wait_for("the Deployment available", 180, || {
-        let d = get(&s, &["get", "deployment", "web"]);
-        (d["status"]["availableReplicas"] == REPLICAS).then_some(())
-    });
+    deploy_web(&s, KUBECTL, "web", REPLICAS, 180);
     let pods = items(&get(&s, &["get", "pods", "-l", "app=web"]));
     assert_eq!(pods.len(), REPLICAS);
     for p in &pods {

@@ -2,7 +2,8 @@
 //! cluster — `diff`, `apply --prune`, kustomize (`apply -k`), the output formats, `label`,
 //! `annotate`, `api-versions`, `auth can-i`, `proxy`, `wait --for=condition=Available`,
 //! `rollout status`, `taint`, `cordon`/`uncordon`, `drain` (eviction) and `debug` (ephemeral
-//! containers) — with the oldest and the newest kubectl.
+//! containers, `--target` in the target's process namespace; `shareProcessNamespace` pods) —
+//! with the oldest and the newest kubectl.
 
 mod common;
 
@@ -493,4 +494,10 @@ fn wait_rollout_taint_cordon_debug_and_drain() {
         std::thread::sleep(Duration::from_millis(300));
     }
     s.ok_kubectl(oldest, &["uncordon", &node]);
+}
+
+#[test]
+fn debug_target_and_shared_process_namespaces() {
+    let (s, node) = node_with_busybox();
+    common::pid_namespaces::check_debug_target_and_shared(&s, &kubectls(), &node);
 }

@@ -1,13 +1,15 @@
 //! End to end, as root: the streams kubectl opens through the API server to the node agent —
-//! `kubectl exec` (exit codes, stdin, a terminal with its size), `kubectl cp` both ways and
-//! `kubectl port-forward` — with the oldest kubectl (SPDY) and the newer ones (WebSocket).
+//! `kubectl exec` (exit codes, stdin, a terminal with its size), `kubectl cp` both ways,
+//! `kubectl port-forward`, and `kubectl attach` (also under `kubectl run -i`/`-it` and
+//! `kubectl debug -it`) — with the oldest kubectl (SPDY) and the newer ones (WebSocket).
 
 mod common;
 
+use common::attach;
 use common::node::{node_with_busybox, wait_for};
 use common::streams::{
-    check_cp_round_trip, check_exec_output, check_exec_stdin, check_port_forward, exec_in_terminal,
-    kubectl,
+    check_cp_round_trip, check_exec_output, check_exec_stdin, check_port_forward,
+    check_terminal_size, exec_in_terminal, kubectl,
 };
 use common::{KUBECTLS, json};
 
@@ -53,10 +55,12 @@ fn exec_cp_and_port_forward() {
             String::from_utf8_lossy(&out.stderr)
         );
 
-        // A terminal: the process sees a tty of the size kubectl's terminal has.
+        // A terminal: the process sees a tty of the size kubectl's terminal has, from its
+        // first look, and follows a resize.
         let text = exec_in_terminal(&s, k, "tty; stty size");
         assert!(text.contains("/dev/pts/"), "{k}: {text}");
         assert!(text.contains("17 91"), "{k}: {text}");
+        check_terminal_size(&s, k, true);
 
         check_cp_round_trip(&s, k, &local, &payload);
         check_port_forward(&s, k);
@@ -78,4 +82,19 @@ fn exec_cp_and_port_forward() {
         None,
     );
     assert!(err.contains("Upgrade request required"), "{err}");
+}
+
+#[test]
+fn attach_run_and_debug() {
+    let (s, node) = node_with_busybox();
+    let newest = KUBECTLS[KUBECTLS.len() - 1];
+    attach::start_ticker(&s, newest, &node, "ticker");
+    for (i, k) in KUBECTLS.iter().enumerate() {
+        attach::check_attach_output(&s, k, "ticker");
+        attach::check_run_interactive(&s, k, &format!("run-i-{i}"));
+        attach::check_run_terminal(&s, k, &format!("run-it-{i}"));
+        attach::check_debug_interactive(&s, k, "ticker", &format!("debugger-{i}"));
+        attach::check_attach_terminal(&s, k, &node, &format!("shell-{i}"));
+    }
+    attach::check_attach_errors(&s, newest, "ticker");
 }

@@ -8,6 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::node::wait_for;
+use common::workloads::{deploy_web, wait_available};
 use common::{Server, json};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
@@ -105,20 +106,7 @@ fn simulated_nodes_run_a_deployment_through_the_pod_lifecycle() {
     });
 
     // A Deployment spreads over the nodes and becomes fully available.
-    s.create(
-        KUBECTL,
-        Some("default"),
-        &format!(
-            r#"{{"apiVersion":"apps/v1","kind":"Deployment","metadata":{{"name":"web"}},
-            "spec":{{"replicas":{REPLICAS},"selector":{{"matchLabels":{{"app":"web"}}}},
-            "template":{{"metadata":{{"labels":{{"app":"web"}}}},
-            "spec":{{"containers":[{{"name":"nginx","image":"nginx:1.27"}}]}}}}}}}}"#
-        ),
-    );
-    wait_for("the Deployment available", 120, || {
-        let d = get(&s, &["get", "deployment", "web"]);
-        (d["status"]["availableReplicas"] == REPLICAS).then_some(())
-    });
+    deploy_web(&s, KUBECTL, "web", REPLICAS, 120);
     let pods = items(&get(&s, &["get", "pods", "-l", "app=web"]));
     assert_eq!(pods.len(), REPLICAS);
     let mut ips = BTreeSet::new();
@@ -163,10 +151,7 @@ fn simulated_nodes_run_a_deployment_through_the_pod_lifecycle() {
         KUBECTL,
         &["delete", "pod", victim, "--wait=true", "--timeout=60s"],
     );
-    wait_for("the Deployment available again", 60, || {
-        let d = get(&s, &["get", "deployment", "web"]);
-        (d["status"]["availableReplicas"] == REPLICAS).then_some(())
-    });
+    wait_available(&s, KUBECTL, "web", REPLICAS, 60);
 
     // Deleting the Deployment deletes every pod the same way.
     s.ok_kubectl(KUBECTL, &["delete", "deployment", "web"]);

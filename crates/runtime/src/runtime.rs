@@ -22,8 +22,8 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::types::{
-    ContainerConfig, ContainerFilter, ContainerId, ContainerStats, ContainerStatus, ExecProcess,
-    ExecRequest, ExecResult, SandboxConfig, SandboxId, SandboxStatus,
+    AttachRequest, Attachment, ContainerConfig, ContainerFilter, ContainerId, ContainerStats,
+    ContainerStatus, ExecProcess, ExecRequest, ExecResult, SandboxConfig, SandboxId, SandboxStatus,
 };
 
 /// A container runtime, CRI-shaped. Object-safe: the agent holds it as `Arc<dyn ContainerRuntime>`.
@@ -94,6 +94,12 @@ pub trait ContainerRuntime: Send + Sync + 'static {
     /// Starts `request.cmd` in a running container with piped stdio and returns at once; the
     /// caller streams the pipes (`kubectl exec`) and awaits [`ExecProcess::wait`].
     async fn exec(&self, id: &ContainerId, request: ExecRequest) -> Result<ExecProcess>;
+
+    /// Connects to the main process of a running container (`kubectl attach`): its stdin if
+    /// the container was created with [`ContainerConfig::stdin`], its live output, and its
+    /// terminal's size when created with [`ContainerConfig::tty`]. Several attachments may be
+    /// open at once; each gets all output. Errors for an unknown or not running container.
+    async fn attach(&self, id: &ContainerId, request: AttachRequest) -> Result<Attachment>;
 
     /// CPU and memory usage of a container, from its cgroups (`kubectl top`, HPA, eviction).
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats>;

@@ -24,9 +24,9 @@ use async_trait::async_trait;
 use crate::error::{Result, RuntimeError};
 use crate::runtime::ContainerRuntime;
 use crate::types::{
-    ContainerConfig, ContainerFilter, ContainerId, ContainerMetadata, ContainerState,
-    ContainerStats, ContainerStatus, ExecProcess, ExecRequest, ExecResult, ExitReason,
-    SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    AttachRequest, Attachment, ContainerConfig, ContainerFilter, ContainerId, ContainerMetadata,
+    ContainerState, ContainerStats, ContainerStatus, ExecProcess, ExecRequest, ExecResult,
+    ExitReason, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
 };
 
 /// Exit code of a process ended by SIGTERM (128 + 15).
@@ -331,6 +331,12 @@ impl ContainerRuntime for SimulatedRuntime {
     async fn exec(&self, _id: &ContainerId, _request: ExecRequest) -> Result<ExecProcess> {
         Err(RuntimeError::Unsupported(
             "exec is not supported on simulated nodes",
+        ))
+    }
+
+    async fn attach(&self, _id: &ContainerId, _request: AttachRequest) -> Result<Attachment> {
+        Err(RuntimeError::Unsupported(
+            "attach is not supported on simulated nodes",
         ))
     }
 

@@ -65,6 +65,11 @@ pub struct SandboxConfig {
     /// (its [`SandboxStatus::netns_path`] is then `None`); the embedded runtime does not yet.
     #[serde(default)]
     pub host_network: bool,
+    /// One PID namespace for the whole pod (`shareProcessNamespace: true`, CRI's `POD` mode):
+    /// the sandbox's process is its PID 1, as the kubelet's pause is, and containers created
+    /// with [`PidNamespace::Pod`] join it.
+    #[serde(default)]
+    pub share_pid_namespace: bool,
 }
 
 /// Whether a sandbox's namespaces are alive.
@@ -166,6 +171,21 @@ pub struct SecurityConfig {
     pub allow_privilege_escalation: bool,
 }
 
+/// Which PID namespace a container's processes live in (CRI's `NamespaceOption.pid`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PidNamespace {
+    /// A namespace of its own, whose PID 1 is the container's main process (CRI `CONTAINER`).
+    #[default]
+    Container,
+    /// The pod's (CRI `POD`): its sandbox must have been created with
+    /// [`SandboxConfig::share_pid_namespace`].
+    Pod,
+    /// That of another running container of the same sandbox (CRI `TARGET`): what
+    /// `ephemeralContainers[].targetContainerName` asks for, so a debug container sees the
+    /// target's processes.
+    Target(ContainerId),
+}
+
 /// What [`crate::ContainerRuntime::create_container`] needs.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -195,6 +215,22 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     /// Annotations, returned by listings.
     pub annotations: BTreeMap<String, String>,
+    /// Kubernetes `stdin`: the runtime keeps the main process's stdin open (a pipe, or the
+    /// terminal with `tty`) for [`crate::ContainerRuntime::attach`]; otherwise it is `/dev/null`.
+    #[serde(default)]
+    pub stdin: bool,
+    /// Kubernetes `stdinOnce`: the first attach with stdin that ends closes the process's stdin
+    /// for good (it sees end of file).
+    #[serde(default)]
+    pub stdin_once: bool,
+    /// Kubernetes `tty`: the main process runs on a pseudo-terminal (stdin, stdout and stderr
+    /// are one terminal; `TERM=xterm` unless set).
+    #[serde(default)]
+    pub tty: bool,
+    /// The PID namespace to run in; records written before this field load as
+    /// [`PidNamespace::Container`], what every container had then.
+    #[serde(default)]
+    pub pid_namespace: PidNamespace,
 }
 
 /// The lifecycle state of a container (CRI `ContainerState`).
@@ -348,6 +384,48 @@ impl fmt::Debug for ExecProcess {
         f.debug_struct("ExecProcess")
             .field("stdin", &self.stdin.is_some())
             .field("tty", &self.resize.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`crate::ContainerRuntime::attach`] connects to. Whether the container runs on a
+/// terminal is the container's own setting ([`ContainerConfig::tty`]), not the caller's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AttachRequest {
+    /// Pass input to the main process (ignored when the container was created without stdin).
+    pub stdin: bool,
+    /// Receive its stdout (on a terminal: all of its output).
+    pub stdout: bool,
+    /// Receive its stderr (never on a terminal).
+    pub stderr: bool,
+}
+
+/// A connection to a running container's main process ([`crate::ContainerRuntime::attach`]).
+/// Output is live: what the process writes while attached (it also goes to the log). Dropping
+/// it detaches; the process keeps running.
+pub struct Attachment {
+    /// Input to the process, when asked for and the container has stdin. Shutting it down
+    /// (end of input) detaches, except for a `stdin_once` container without a terminal, where
+    /// it closes the process's stdin and output goes on until it exits.
+    pub stdin: Option<ExecWriter>,
+    /// Its stdout (both outputs when on a terminal); empty unless asked for.
+    pub stdout: ExecReader,
+    /// Its stderr; empty unless asked for, or on a terminal.
+    pub stderr: ExecReader,
+    /// Whether the container runs on a terminal.
+    pub tty: bool,
+    /// On a terminal: resizes it (columns, rows).
+    pub resize: Option<ResizeFn>,
+    /// Resolves once the attachment ended: the process exited, or the runtime detached (end
+    /// of input). An error is a runtime failure while attached.
+    pub done: BoxFuture<'static, crate::error::Result<()>>,
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("stdin", &self.stdin.is_some())
+            .field("tty", &self.tty)
             .finish_non_exhaustive()
     }
 }

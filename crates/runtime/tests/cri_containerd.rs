@@ -247,3 +247,41 @@ async fn no_pod_sandbox_before_the_network_is_ready() {
     let sb = rt.run_pod_sandbox(cfg).await.expect("host-network sandbox");
     rt.remove_pod_sandbox(&sb).await.expect("remove");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_on_a_terminal_has_the_clients_size() {
+    conformance::exec_on_a_terminal_has_the_clients_size(
+        &Containerd::start(),
+        conformance::InitialSize::AfterStart,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_streams_output_and_stdin() {
+    rudder_runtime::testing::conformance_attach::attach_streams_output_and_stdin(
+        &Containerd::start(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_to_a_terminal() {
+    rudder_runtime::testing::conformance_attach::attach_to_a_terminal(&Containerd::start()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debug_container_sees_its_targets_processes() {
+    rudder_runtime::testing::conformance_pid::a_debug_container_sees_its_targets_processes(
+        &Containerd::start(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_pod_share_one_process_namespace() {
+    rudder_runtime::testing::conformance_pid::containers_of_a_pod_share_one_process_namespace(
+        &Containerd::start(),
+    )
+    .await;
+}

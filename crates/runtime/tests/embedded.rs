@@ -264,3 +264,39 @@ async fn mounts_users_capabilities_and_read_only_root() {
 async fn a_new_runtime_adopts_running_sandboxes_and_containers() {
     conformance::a_new_runtime_adopts_running_sandboxes_and_containers(&Fixture::new()).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_on_a_terminal_has_the_clients_size() {
+    conformance::exec_on_a_terminal_has_the_clients_size(
+        &Fixture::new(),
+        conformance::InitialSize::BeforeStart,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_streams_output_and_stdin() {
+    rudder_runtime::testing::conformance_attach::attach_streams_output_and_stdin(&Fixture::new())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attach_to_a_terminal() {
+    rudder_runtime::testing::conformance_attach::attach_to_a_terminal(&Fixture::new()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_debug_container_sees_its_targets_processes() {
+    rudder_runtime::testing::conformance_pid::a_debug_container_sees_its_targets_processes(
+        &Fixture::new(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_pod_share_one_process_namespace() {
+    rudder_runtime::testing::conformance_pid::containers_of_a_pod_share_one_process_namespace(
+        &Fixture::new(),
+    )
+    .await;
+}

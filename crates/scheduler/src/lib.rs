@@ -1,13 +1,15 @@
 //! rudder's scheduler: places pods on nodes the way kube-scheduler does.
 //!
-//! Layers, bottom up: `resources` and `snapshot` (the cluster as the scheduler sees it),
-//! `framework` (extension points, [`framework::Status`]), `plugins` (one file per plugin, pure,
-//! table-tested), `config` (KubeSchedulerConfiguration profiles), `schedule` (one decision) and
+//! Layers, bottom up: `resources`, `snapshot` and `domains` (the cluster as the scheduler sees
+//! it, with pods counted per topology domain), `framework` (extension points,
+//! [`framework::Status`]), `plugins` (one file per plugin, pure, table-tested), `config`
+//! (KubeSchedulerConfiguration profiles), `schedule` (one decision) and
 //! `preemption` (victims, pure); then IO: `queue` (active / back-off / unschedulable), `cache`
 //! (watches into the snapshot) and `scheduler` (the loop: bind, events, status).
 
 pub mod cache;
 pub mod config;
+pub mod domains;
 mod error;
 pub mod framework;
 pub mod metrics;

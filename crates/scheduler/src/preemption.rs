@@ -9,7 +9,7 @@ use rudder_machinery::label_selector::LabelSelector;
 
 use crate::config::Profile;
 use crate::framework::{Code, CycleState};
-use crate::schedule::{FitError, reason_histogram, run_filters, run_pre_filter};
+use crate::schedule::{FitError, reason_histogram, run_filters_with_nominated, run_pre_filter};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
@@ -79,14 +79,20 @@ fn violates(pod: &PodInfo, budgets: &mut [Budget]) -> bool {
 
 /// Finds the victims on one node, or `None` if even evicting every lower-priority pod does not
 /// make the pod fit. Victims are reprieved greedily from the most important down, PDB-protected
-/// pods first, so only the pods that must go go.
+/// pods first, so only the pods that must go go. Every fit check counts the pods nominated to
+/// the node with at least the pod's priority as placed there (upstream's dry run runs the
+/// filters with nominated pods): room already promised to one preemptor is not taken again by
+/// the next.
 fn select_victims(
     profile: &Profile,
     state: &CycleState,
     pod: &PodInfo,
     node: &NodeInfo,
+    snap: &Snapshot,
     budgets: &[Budget],
 ) -> Option<Candidate> {
+    let fits =
+        |trial: &NodeInfo| run_filters_with_nominated(profile, state, pod, trial, snap).passes();
     let mut trial = node.clone();
     let mut lower: Vec<Arc<PodInfo>> = node
         .pods
@@ -100,7 +106,7 @@ fn select_victims(
     for p in &lower {
         trial.remove_pod(&p.namespace, &p.name);
     }
-    if !run_filters(profile, state, pod, &trial).passes() {
+    if !fits(&trial) {
         return None;
     }
     lower.sort_by_key(|p| std::cmp::Reverse(p.priority));
@@ -112,7 +118,7 @@ fn select_victims(
     for (group, is_violating) in [(violating, true), (fine, false)] {
         for p in group {
             trial.add_pod(p.clone());
-            if !run_filters(profile, state, pod, &trial).passes() {
+            if !fits(&trial) {
                 trial.remove_pod(&p.namespace, &p.name);
                 if is_violating {
                     pdb_violations += 1;
@@ -180,7 +186,7 @@ pub fn preempt(
             outcomes.push(crate::framework::Status::unresolvable(NOT_HELPFUL));
             continue;
         }
-        match select_victims(profile, &state, pod, node, budgets) {
+        match select_victims(profile, &state, pod, node, snap, budgets) {
             Some(c) => candidates.push(c),
             None => outcomes.push(crate::framework::Status::unschedulable(NO_VICTIMS)),
         }
@@ -271,6 +277,53 @@ mod tests {
         ];
         for (name, p, budgets, want) in cases {
             assert_eq!(run(&snap, &p, budgets), want, "{name}");
+        }
+    }
+
+    /// Pods nominated to a node with at least the preemptor's priority hold their room in the
+    /// dry run; those of lower priority do not.
+    #[test]
+    fn nominated_pods_hold_their_room() {
+        // n1: 4 CPUs, one low pod of 2; n2: 4 CPUs, a pod of 3 at priority 2000 (no victims).
+        let base = || {
+            snapshot(
+                vec![
+                    node("n1", json!({}), json!({})),
+                    node("n2", json!({}), json!({})),
+                ],
+                vec![
+                    ("n1", cpu("low", 2000, 0, json!({}))),
+                    ("n2", cpu("top", 3000, 2000, json!({}))),
+                ],
+            )
+        };
+        let no_budgets: Vec<Budget> = vec![];
+        // (case, nominated to n1 as (name, millis, priority), preemptor (millis, priority), want)
+        type Case = (
+            &'static str,
+            Vec<(&'static str, u32, i32)>,
+            (u32, i32),
+            Result<(String, Vec<String>), String>,
+        );
+        let cases: Vec<Case> = vec![
+            ("nobody nominated: the low pod makes room", vec![], (3000, 1000),
+                Ok(("n1".into(), vec!["low".into()]))),
+            ("an equal nominee keeps its 2 CPUs: the low pod must go", vec![("a", 2000, 1000)], (2000, 1000),
+                Ok(("n1".into(), vec!["low".into()]))),
+            ("a higher nominee leaves too little even after evicting", vec![("a", 2000, 1500)], (3000, 1000),
+                Err("preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod".into())),
+            ("a lower nominee does not count", vec![("a", 2000, 500)], (3000, 1000),
+                Ok(("n1".into(), vec!["low".into()]))),
+            ("the preemptor's own nomination does not count against it", vec![("p", 3000, 1000)], (3000, 1000),
+                Ok(("n1".into(), vec!["low".into()]))),
+        ];
+        for (name, nominees, (millis, priority), want) in cases {
+            let mut snap = base();
+            for (n, m, prio) in nominees {
+                snap.nominate("n1", Arc::new(cpu(n, m, prio, json!({}))));
+            }
+            let p = cpu("p", millis, priority, json!({}));
+            assert_eq!(run(&snap, &p, &no_budgets), want, "{name}");
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The scheduler's view of the cluster: one [`NodeInfo`] per node with the pods on it and what
-//! they use, plus the volumes. Plugins are pure functions over this; the cache (`cache.rs`) keeps
-//! it current from watches and the scheduling loop adds assumed pods to it.
+//! they use, the volumes, and a cluster-wide index of pods per topology domain (`domains.rs`).
+//! Plugins are pure functions over this; the cache (`cache.rs`) keeps it current from watches and
+//! the scheduling loop adds assumed pods to it. Pods and nodes change only through [`Snapshot`]'s
+//! methods, so the index sees every change.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use rudder_machinery::label_selector::{LabelSelector, Operator};
 
+use crate::domains::DomainIndex;
 use crate::resources::{Resources, node_allocatable, pod_non_zero_requests, pod_requests};
 
 /// A pod-affinity term, parsed once: which pods it selects and over which topology.
@@ -242,10 +245,6 @@ pub struct NodeInfo {
     pub pods: Vec<Arc<PodInfo>>,
     /// Number of pods on the node with preferred pod (anti-)affinity, so scoring can skip the rest.
     pub pods_with_affinity: usize,
-    pub pods_with_required_anti_affinity: usize,
-    /// The distinct required anti-affinity terms of the node's pods, by signature, with how many
-    /// pods carry each: checking an incoming pod against them is per term, not per pod.
-    pub anti_terms: HashMap<String, (AffinityTerm, usize)>,
     /// Non-terminating pods per namespace → label key → value, so a `key=value` selector counts
     /// the node's matching pods without looking at each pod.
     label_counts: HashMap<String, HashMap<String, HashMap<String, usize>>>,
@@ -277,8 +276,6 @@ impl NodeInfo {
             non_zero_requested: (0, 0),
             pods: Vec::new(),
             pods_with_affinity: 0,
-            pods_with_required_anti_affinity: 0,
-            anti_terms: HashMap::new(),
             label_counts: HashMap::new(),
             used_ports: Vec::new(),
             images,
@@ -305,15 +302,6 @@ impl NodeInfo {
         if pod.has_preferred_affinity() {
             self.pods_with_affinity += 1;
         }
-        if !pod.required_anti_affinity.is_empty() {
-            self.pods_with_required_anti_affinity += 1;
-        }
-        for t in &pod.required_anti_affinity {
-            self.anti_terms
-                .entry(t.signature.clone())
-                .or_insert_with(|| (t.clone(), 0))
-                .1 += 1;
-        }
         self.count_labels(&pod, true);
         self.pods.push(pod);
     }
@@ -337,17 +325,6 @@ impl NodeInfo {
         if pod.has_preferred_affinity() {
             self.pods_with_affinity -= 1;
         }
-        if !pod.required_anti_affinity.is_empty() {
-            self.pods_with_required_anti_affinity -= 1;
-        }
-        for t in &pod.required_anti_affinity {
-            if let Some(e) = self.anti_terms.get_mut(&t.signature) {
-                e.1 -= 1;
-                if e.1 == 0 {
-                    self.anti_terms.remove(&t.signature);
-                }
-            }
-        }
         self.count_labels(&pod, false);
         Some(pod)
     }
@@ -365,6 +342,16 @@ impl NodeInfo {
                 .or_default();
             *n = if add { *n + 1 } else { n.saturating_sub(1) };
         }
+    }
+
+    /// Non-terminating pods in `namespace` on the node carrying `key=value`.
+    pub fn label_count(&self, namespace: &str, key: &str, value: &str) -> usize {
+        self.label_counts
+            .get(namespace)
+            .and_then(|by_key| by_key.get(key))
+            .and_then(|values| values.get(value))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Non-terminating pods on the node in `namespaces` (`None`: all) that `selector` matches.
@@ -385,9 +372,12 @@ impl NodeInfo {
                 .iter()
                 .filter_map(|ns| self.label_counts.get(ns)?.get(req.key()))
                 .map(|values| {
-                    req.values()
-                        .iter()
-                        .filter_map(|v| values.get(v))
+                    let vs = req.values();
+                    // `in (a, a)` names `a` once: a pod is counted once.
+                    vs.iter()
+                        .enumerate()
+                        .filter(|(i, v)| !vs[..*i].contains(v))
+                        .filter_map(|(_, v)| values.get(v))
                         .sum::<usize>()
                 })
                 .sum();
@@ -414,6 +404,8 @@ pub struct Volumes {
 /// All nodes, in a stable order (the order filtering walks them in), and the volumes.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// For reading: pods and nodes change through the methods below, which keep `domains` in
+    /// step (a pod added to a `NodeInfo` directly would be missing from the index).
     pub nodes: Vec<NodeInfo>,
     index: HashMap<String, usize>,
     /// Image name → number of nodes that have it (ImageLocality's spread factor).
@@ -424,6 +416,8 @@ pub struct Snapshot {
     nominated: HashMap<String, Vec<Arc<PodInfo>>>,
     /// Pod key → the node it is nominated to.
     nominated_to: HashMap<String, String>,
+    /// Pods per topology domain, kept in step with `nodes` by every method that changes them.
+    pub(crate) domains: DomainIndex,
 }
 
 impl Snapshot {
@@ -449,22 +443,50 @@ impl Snapshot {
         self.index.get(name).map(|&i| &self.nodes[i])
     }
 
-    pub fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
-        self.index.get(name).map(|&i| &mut self.nodes[i])
-    }
-
     /// Adds or replaces a node.
     pub fn upsert_node(&mut self, node: Arc<Node>) {
         let name = node.metadata.name.clone().unwrap_or_default();
         if let Some(&i) = self.index.get(&name) {
             self.count_images(i, -1);
+            let relabelled = node
+                .metadata
+                .labels
+                .as_ref()
+                .map_or(!self.nodes[i].labels.is_empty(), |l| {
+                    *l != self.nodes[i].labels
+                });
+            // The node's pods move to other domains with its labels; status updates (the
+            // frequent kind) leave the index alone.
+            if relabelled {
+                self.unindex_node(i);
+            }
             self.nodes[i].set_node(node);
+            if relabelled {
+                self.index_node(i);
+            }
             self.count_images(i, 1);
         } else {
             self.nodes.push(NodeInfo::new(node));
             self.index.insert(name, self.nodes.len() - 1);
+            self.index_node(self.nodes.len() - 1);
             self.count_images(self.nodes.len() - 1, 1);
         }
+    }
+
+    fn index_node(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        self.domains.add_node(&n.labels);
+        for p in &n.pods {
+            self.domains.add_pod(&n.name, &n.labels, p);
+        }
+    }
+
+    fn unindex_node(&mut self, i: usize) {
+        let n = &self.nodes[i];
+        for p in &n.pods {
+            self.domains.remove_pod(&n.name, &n.labels, p);
+        }
+        self.domains.remove_node(&n.labels);
     }
 
     /// Removes a node (its pods go with it: they are orphans until the watch removes them).
@@ -473,6 +495,7 @@ impl Snapshot {
             return;
         };
         self.count_images(i, -1);
+        self.unindex_node(i);
         self.nodes.swap_remove(i);
         if let Some(moved) = self.nodes.get(i) {
             self.index.insert(moved.name.clone(), i);
@@ -488,13 +511,13 @@ impl Snapshot {
 
     /// Places `pod` on `node`; false when there is no such node.
     pub fn add_pod(&mut self, node: &str, pod: Arc<PodInfo>) -> bool {
-        match self.node_mut(node) {
-            Some(n) => {
-                n.add_pod(pod);
-                true
-            }
-            None => false,
-        }
+        let Some(&i) = self.index.get(node) else {
+            return false;
+        };
+        let n = &mut self.nodes[i];
+        self.domains.add_pod(&n.name, &n.labels, &pod);
+        n.add_pod(pod);
+        true
     }
 
     /// Records that `pod` (pending) is nominated to `node`, replacing an earlier nomination.
@@ -534,7 +557,11 @@ impl Snapshot {
 
     /// Takes pod `namespace/name` off `node`.
     pub fn remove_pod(&mut self, node: &str, namespace: &str, name: &str) -> Option<Arc<PodInfo>> {
-        self.node_mut(node)?.remove_pod(namespace, name)
+        let n = &mut self.nodes[*self.index.get(node)?];
+        let pod = n.remove_pod(namespace, name)?;
+        // The pod as it was added: the index takes back exactly what it was given.
+        self.domains.remove_pod(&n.name, &n.labels, &pod);
+        Some(pod)
     }
 }
 

@@ -127,6 +127,9 @@ pub(crate) async fn resource(
         (Verb::Get | Verb::Create, Some("exec")) => {
             node_stream::upgrade(ctx, node_stream::Kind::Exec).await
         }
+        (Verb::Get | Verb::Create, Some("attach")) => {
+            node_stream::upgrade(ctx, node_stream::Kind::Attach).await
+        }
         (Verb::Get | Verb::Create, Some("portforward")) => {
             node_stream::upgrade(ctx, node_stream::Kind::PortForward).await
         }

@@ -1,6 +1,7 @@
-//! `pods/{name}/exec` and `pods/{name}/portforward`: the client's upgrade request (WebSocket or
-//! SPDY) is passed to the node agent that runs the pod, and once both sides have switched
-//! protocols the two connections are spliced, as kube-apiserver's upgrade-aware proxy does.
+//! `pods/{name}/exec`, `pods/{name}/attach` and `pods/{name}/portforward`: the client's upgrade
+//! request (WebSocket or SPDY) is passed to the node agent that runs the pod, and once both
+//! sides have switched protocols the two connections are spliced, as kube-apiserver's
+//! upgrade-aware proxy does.
 //! The stream protocols themselves are the agent's business.
 
 use hyper::Response;
@@ -34,10 +35,11 @@ const RETURNED: &[&str] = &[
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Exec,
+    Attach,
     PortForward,
 }
 
-/// GET or POST `pods/{name}/exec|portforward` with an upgrade.
+/// GET or POST `pods/{name}/exec|attach|portforward` with an upgrade.
 pub(crate) async fn upgrade(mut ctx: Ctx<'_>, kind: Kind) -> Result<Response<Body>, ApiError> {
     let pod = super::read::fetch(&ctx)
         .await?
@@ -52,6 +54,7 @@ pub(crate) async fn upgrade(mut ctx: Ctx<'_>, kind: Kind) -> Result<Response<Bod
     if matches!(phase, "Succeeded" | "Failed") {
         let what = match kind {
             Kind::Exec => "exec into a container",
+            Kind::Attach => "attach to a container",
             Kind::PortForward => "forward ports to",
         };
         return Err(ApiError::bad_request(format!(
@@ -62,6 +65,10 @@ pub(crate) async fn upgrade(mut ctx: Ctx<'_>, kind: Kind) -> Result<Response<Bod
         Kind::Exec => {
             let container = pick_container(&pod, &name, ctx.query.get("container"))?;
             format!("/exec/{ns}/{name}/{container}")
+        }
+        Kind::Attach => {
+            let container = pick_container(&pod, &name, ctx.query.get("container"))?;
+            format!("/attach/{ns}/{name}/{container}")
         }
         Kind::PortForward => format!("/portForward/{ns}/{name}"),
     };

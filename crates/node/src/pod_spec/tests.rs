@@ -168,3 +168,49 @@ fn service_variables_yield_to_the_containers_own() {
         ]
     );
 }
+
+#[test]
+fn pid_namespaces_follow_the_kubelets_rules() {
+    let plain = web();
+    let mut shared = web();
+    if let Some(spec) = shared.spec.as_mut() {
+        spec.share_process_namespace = Some(true);
+    }
+    let id = ContainerId("abc".into());
+    type Case<'a> = (
+        &'a Pod,
+        Option<(&'a str, Option<&'a ContainerId>)>,
+        Result<PidNamespace, SpecError>,
+    );
+    let cases: &[Case<'_>] = &[
+        (&plain, None, Ok(PidNamespace::Container)),
+        (
+            &plain,
+            Some(("main", Some(&id))),
+            Ok(PidNamespace::Target(id.clone())),
+        ),
+        (
+            &plain,
+            Some(("main", None)),
+            Err(SpecError::TargetNotFound("main".into())),
+        ),
+        // A pod sharing its namespace: every container, a debug one too, is in the pod's.
+        (&shared, None, Ok(PidNamespace::Pod)),
+        (&shared, Some(("main", Some(&id))), Ok(PidNamespace::Pod)),
+        (&shared, Some(("main", None)), Ok(PidNamespace::Pod)),
+    ];
+    for (pod, target, want) in cases {
+        assert_eq!(&pid_namespace(pod, *target), want, "{target:?}");
+    }
+    let sources = sources();
+    let ctx = PodContext::default();
+    for (pod, share, mode) in [
+        (&plain, false, PidNamespace::Container),
+        (&shared, true, PidNamespace::Pod),
+    ] {
+        assert_eq!(sandbox_config(pod, 0, None).share_pid_namespace, share);
+        let c = &pod.spec.as_ref().expect("spec").containers[0];
+        let cfg = container_config(pod, c, 0, &ctx, &sources).expect("config");
+        assert_eq!(cfg.pid_namespace, mode);
+    }
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Container, Pod};
 use rudder_runtime::images::{PullDecision, PullPolicy, Reference};
-use rudder_runtime::{ContainerState, SandboxId};
+use rudder_runtime::{ContainerId, ContainerState, SandboxId};
 
 use super::events::{NORMAL, WARNING, container_event, pod_label};
 use super::probing::post_start;
@@ -119,7 +119,15 @@ pub(super) async fn drive(
         return;
     }
     let attempt = slot.attempt;
+    let target = pid_target(shared, pod, c, sandbox).await;
     let config = pod_spec::container_config(pod, c, attempt, &ctx, &prepared.env)
+        .and_then(|mut cfg| {
+            let target = target
+                .as_ref()
+                .map(|(name, id)| (name.as_str(), id.as_ref()));
+            cfg.pid_namespace = pod_spec::pid_namespace(pod, target)?;
+            Ok(cfg)
+        })
         .map_err(|e| e.to_string())
         .and_then(|mut cfg| {
             if shared.simulated.is_none() {
@@ -162,6 +170,43 @@ pub(super) async fn drive(
     slot.attempt += 1;
     slot.id = Some(id);
     slot.retry_at = None;
+}
+
+/// For an ephemeral container with a `targetContainerName`: that name and the target's latest
+/// container in `sandbox` (as the kubelet takes the target's from the pod's status), if any.
+async fn pid_target(
+    shared: &Shared,
+    pod: &Pod,
+    c: &Container,
+    sandbox: &SandboxId,
+) -> Option<(String, Option<ContainerId>)> {
+    let name = pod
+        .spec
+        .as_ref()?
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .find(|e| e.name == c.name)?
+        .target_container_name
+        .clone()
+        .filter(|t| !t.is_empty())?;
+    let filter = pod_spec::labels::container_filter(
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        &name,
+    );
+    let latest = match shared.runtime.list_containers(filter).await {
+        Ok(list) => list
+            .into_iter()
+            .filter(|st| st.sandbox_id == *sandbox)
+            .max_by_key(|st| st.metadata.attempt)
+            .map(|st| st.id),
+        Err(e) => {
+            tracing::warn!(container = %c.name, error = %e, "listing the debug target");
+            None
+        }
+    };
+    Some((name, latest))
 }
 
 /// Pulls the image when the pull policy asks for it, telling `event` what it does (upstream's

@@ -14,9 +14,11 @@ use tokio::sync::mpsc;
 use super::negotiate::{Io, Transport};
 use super::spdy::{Connection, Stream};
 
-/// The query of an exec request.
+/// The query of an exec (or attach) request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Options {
+    /// An attach to the main process (`command` is then empty), not an exec.
+    pub attach: bool,
     pub command: Vec<String>,
     pub stdin: bool,
     pub stdout: bool,
@@ -27,11 +29,6 @@ pub struct Options {
 impl Options {
     /// Reads `command` (repeated), `stdin`, `stdout`, `stderr` and `tty`.
     pub fn from_query(query: &[(String, String)]) -> Result<Options, String> {
-        let flag = |name: &str| {
-            query
-                .iter()
-                .any(|(k, v)| k == name && matches!(v.as_str(), "true" | "1" | "True"))
-        };
         let command: Vec<String> = query
             .iter()
             .filter(|(k, _)| k == "command")
@@ -40,6 +37,27 @@ impl Options {
         if command.is_empty() {
             return Err("you must specify at least 1 command".into());
         }
+        Ok(Options {
+            command,
+            ..Options::streams(query)?
+        })
+    }
+
+    /// Reads an attach request's `stdin`, `stdout`, `stderr` and `tty`.
+    pub fn attach_from_query(query: &[(String, String)]) -> Result<Options, String> {
+        Ok(Options {
+            attach: true,
+            ..Options::streams(query)?
+        })
+    }
+
+    /// The streams asked for, without a command.
+    fn streams(query: &[(String, String)]) -> Result<Options, String> {
+        let flag = |name: &str| {
+            query
+                .iter()
+                .any(|(k, v)| k == name && matches!(v.as_str(), "true" | "1" | "True"))
+        };
         let (stdin, stdout, tty) = (flag("stdin"), flag("stdout"), flag("tty"));
         // A terminal has one output: stderr goes to it, as upstream does.
         let stderr = flag("stderr") && !tty;
@@ -47,7 +65,8 @@ impl Options {
             return Err("you must specify at least one of stdin, stdout, stderr".into());
         }
         Ok(Options {
-            command,
+            attach: false,
+            command: Vec::new(),
             stdin,
             stdout,
             stderr,
@@ -105,7 +124,7 @@ pub fn error_status(message: &str) -> serde_json::Value {
     })
 }
 
-fn to_bytes(v: &serde_json::Value) -> Bytes {
+pub(super) fn to_bytes(v: &serde_json::Value) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
 }
 
@@ -117,6 +136,9 @@ pub async fn run(
     mut from: mpsc::Receiver<FromClient>,
     to: mpsc::Sender<ToClient>,
 ) {
+    if opts.attach {
+        return super::attach::run(runtime, id, opts, from, to).await;
+    }
     // Clients send the terminal's size right after connecting: the process should start
     // with it. What arrives before it is kept for afterwards.
     let mut early = Vec::new();
@@ -150,19 +172,7 @@ pub async fn run(
             return;
         }
     };
-    let mut stdin_tx = proc.stdin.take().map(|mut w| {
-        // A process that does not read its stdin must not stall the session.
-        let (tx, mut rx) = mpsc::channel::<Bytes>(16);
-        tokio::spawn(async move {
-            while let Some(d) = rx.recv().await {
-                if w.write_all(&d).await.is_err() || w.flush().await.is_err() {
-                    return;
-                }
-            }
-            let _ = w.shutdown().await;
-        });
-        tx
-    });
+    let mut stdin_tx = proc.stdin.take().map(feed);
     let resize = proc.resize.take();
     let stdout = pump(proc.stdout, opts.stdout.then(|| to.clone()), true);
     let stderr = pump(proc.stderr, opts.stderr.then(|| to.clone()), false);
@@ -196,8 +206,23 @@ pub async fn run(
     let _ = to.send(ToClient::Status(to_bytes(&status))).await;
 }
 
+/// A sender whose messages a task writes to `w`: a process that does not read its stdin must
+/// not stall the session. Dropping the sender ends the input.
+pub(super) fn feed(mut w: rudder_runtime::ExecWriter) -> mpsc::Sender<Bytes> {
+    let (tx, mut rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(async move {
+        while let Some(d) = rx.recv().await {
+            if w.write_all(&d).await.is_err() || w.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = w.shutdown().await;
+    });
+    tx
+}
+
 /// Passes one client message to the process.
-async fn apply(
+pub(super) async fn apply(
     msg: FromClient,
     stdin: &mut Option<mpsc::Sender<Bytes>>,
     resize: Option<&rudder_runtime::ResizeFn>,
@@ -221,7 +246,7 @@ async fn apply(
 
 /// Copies one output of the process to the client (or drains it if the client did not ask for
 /// it), then closes the client's side.
-async fn pump(mut reader: ExecReader, to: Option<mpsc::Sender<ToClient>>, stdout: bool) {
+pub(super) async fn pump(mut reader: ExecReader, to: Option<mpsc::Sender<ToClient>>, stdout: bool) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match reader.read(&mut buf).await {
@@ -441,7 +466,11 @@ mod tests {
         assert!(Options::from_query(&q("stdout=true")).is_err());
         assert!(Options::from_query(&q("command=ls")).is_err());
         let o = Options::from_query(&q("command=ls&stderr=1")).expect("valid");
-        assert!(o.stderr && !o.stdout);
+        assert!(o.stderr && !o.stdout && !o.attach);
+        let a = Options::attach_from_query(&q("stdin=true&stdout=true&stderr=true&tty=true"))
+            .expect("valid");
+        assert!(a.attach && a.command.is_empty() && a.stdin && a.stdout && a.tty && !a.stderr);
+        assert!(Options::attach_from_query(&q("tty=true")).is_err());
     }
 
     #[test]

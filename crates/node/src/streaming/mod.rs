@@ -1,7 +1,8 @@
-//! `kubectl exec`, `cp` and `port-forward` on the agent's endpoint: protocol
+//! `kubectl exec`, `attach`, `cp` and `port-forward` on the agent's endpoint: protocol
 //! negotiation on the upgrade request (WebSocket `v5`/`v4.channel.k8s.io`, SPDY/3.1, and SPDY
 //! tunnelled in a WebSocket for port forwarding), then the session.
 
+mod attach;
 mod exec;
 mod negotiate;
 mod portforward;
@@ -38,10 +39,36 @@ pub async fn exec(
     container: &str,
 ) -> Response<Body> {
     let query = rudder_machinery::query::parse_multi(req.uri().query());
-    let opts = match exec::Options::from_query(&query) {
-        Ok(o) => o,
-        Err(msg) => return reply(StatusCode::BAD_REQUEST, msg),
-    };
+    match exec::Options::from_query(&query) {
+        Ok(opts) => session(req, runtime, ns, pod, container, opts).await,
+        Err(msg) => reply(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+/// `/attach/{ns}/{pod}/{container}`: upgrades and attaches to the container's main process.
+pub async fn attach(
+    req: Request<hyper::body::Incoming>,
+    runtime: Arc<dyn ContainerRuntime>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+) -> Response<Body> {
+    let query = rudder_machinery::query::parse_multi(req.uri().query());
+    match exec::Options::attach_from_query(&query) {
+        Ok(opts) => session(req, runtime, ns, pod, container, opts).await,
+        Err(msg) => reply(StatusCode::BAD_REQUEST, msg),
+    }
+}
+
+/// An exec or attach session on the newest running container `container` of the pod.
+async fn session(
+    req: Request<hyper::body::Incoming>,
+    runtime: Arc<dyn ContainerRuntime>,
+    ns: &str,
+    pod: &str,
+    container: &str,
+    opts: exec::Options,
+) -> Response<Body> {
     let id = match running_container(&*runtime, ns, pod, container).await {
         Ok(id) => id,
         Err(msg) => return reply(StatusCode::BAD_REQUEST, msg),

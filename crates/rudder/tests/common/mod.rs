@@ -3,8 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod attach;
 pub mod node;
+pub mod pid_namespaces;
 pub mod streams;
+pub mod workloads;
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -40,8 +43,26 @@ pub struct Server {
     extra_args: Vec<String>,
 }
 
-/// A port free on the loopback now.
+/// A port free on every address now, for a server to listen on a moment later. Not from the
+/// kernel's ephemeral range (what binding port 0 gives): any outgoing connection on the machine
+/// may take a port from there as its local port in that moment, and the server's bind then
+/// fails (seen as an agent endpoint refusing connections when tests run side by side).
 pub fn free_port() -> u16 {
+    use std::hash::BuildHasher;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Above the well-known ports tests use (6443, 8080, 10250, …).
+    const LOW: u16 = 20000;
+    let span = u64::from(ephemeral_low.saturating_sub(LOW));
+    let start = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    for i in 0..span {
+        let port = LOW + u16::try_from((start.wrapping_add(i)) % span).unwrap_or(0);
+        if TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     l.local_addr().expect("local addr").port()
 }

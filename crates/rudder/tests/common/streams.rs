@@ -1,7 +1,7 @@
 //! The stream checks every node agent must pass whatever runs its containers (the embedded
 //! runtime, containerd): exec output, error output and exit code, stdin through to its end, a
-//! terminal, `kubectl cp` both ways and `kubectl port-forward` — against a pod `web` whose
-//! httpd on 8080 answers "hello from the pod".
+//! terminal and its size (at start and after a resize), `kubectl cp` both ways and `kubectl
+//! port-forward` — against a pod `web` whose httpd on 8080 answers "hello from the pod".
 
 use std::io::{Read, Write};
 use std::net::ToSocketAddrs;
@@ -124,4 +124,59 @@ pub fn check_port_forward(s: &Server, k: &str) {
     let _ = pf.wait();
     assert!(first.starts_with("HTTP/1."), "{k}: {first}");
     assert!(second.contains("hello from the pod"), "{k}: {second}");
+}
+
+/// A script (for `sh -c`) that waits up to 10 s for its terminal to be `rows cols`, then prints
+/// `label: ` and what `stty size` says.
+fn await_size(label: &str, rows: u16, cols: u16) -> String {
+    format!(
+        "i=0; until [ \"$(stty size 2>/dev/null)\" = \"{rows} {cols}\" ] || [ $i -ge 100 ]; \
+         do i=$((i+1)); sleep 0.1; done; echo \"{label}: $(stty size 2>&1)\""
+    )
+}
+
+/// `stty size` under `kubectl exec -it`, in a terminal of 91×17 (`script` gives kubectl one)
+/// that becomes 120×40 while the exec runs: the initial size reaches the process (from its
+/// first look if `first_look`; containerd applies it only right after the process started,
+/// see `rudder_runtime::testing::conformance::InitialSize`), and so does the resize, which
+/// kubectl sends on SIGWINCH.
+pub fn check_terminal_size(s: &Server, k: &str, first_look: bool) {
+    let name = k.rsplit('/').next().unwrap_or("k");
+    let marker = format!("/tmp/sized-{name}");
+    // In the pod: report the first look, wait for the initial size, tell the test (a file it
+    // polls for) and wait for the resize.
+    let pod = format!(
+        "echo \"first: $(stty size 2>&1)\"; {}; touch {marker}; {}",
+        await_size("sized", 17, 91),
+        await_size("resized", 40, 120)
+    );
+    let kc = s.kubeconfig();
+    let kc = kc.display();
+    // Outside: kubectl in the background (its stdin the terminal again: sh gives background
+    // jobs /dev/null), then the window grows once the pod has its initial size; the kernel
+    // signals SIGWINCH to kubectl, which sends the new size.
+    let outer = format!(
+        "stty cols 91 rows 17\n\
+         {k} --kubeconfig {kc} exec web -- rm -f {marker}\n\
+         {k} --kubeconfig {kc} exec -it web -- sh -c '{pod}' </dev/tty &\n\
+         i=0\n\
+         until {k} --kubeconfig {kc} exec web -- test -e {marker} 2>/dev/null || [ $i -ge 100 ]; do\n\
+         \x20 i=$((i+1)); sleep 0.2\n\
+         done\n\
+         stty cols 120 rows 40\n\
+         wait\n"
+    );
+    let path = s.dir.path().join(format!("tty-{name}.sh"));
+    std::fs::write(&path, outer).expect("write the script");
+    let out = Command::new("script")
+        .args(["-qec", &format!("sh {}", path.display()), "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if first_look {
+        assert!(text.contains("first: 17 91"), "{k}: {text}");
+    }
+    assert!(text.contains("sized: 17 91"), "{k}: {text}");
+    assert!(text.contains("resized: 40 120"), "{k}: {text}");
 }

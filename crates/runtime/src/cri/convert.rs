@@ -16,7 +16,7 @@ use k8s_cri::v1 as cri;
 use crate::ContainerId;
 use crate::types::{
     ContainerConfig, ContainerMetadata, ContainerState, ContainerStats, ContainerStatus,
-    ExitReason, PodMetadata, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    ExitReason, PidNamespace, PodMetadata, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
 };
 
 /// Annotations rudder keeps for itself on CRI objects; never shown to the agent.
@@ -24,7 +24,11 @@ pub const ANNOTATION_PREFIX: &str = "cri.rudder.io/";
 const HOSTNAME: &str = "cri.rudder.io/hostname";
 const LOG_DIRECTORY: &str = "cri.rudder.io/log-directory";
 const HOST_NETWORK: &str = "cri.rudder.io/host-network";
+const SHARE_PID: &str = "cri.rudder.io/share-pid-namespace";
 const SANDBOX_ID: &str = "cri.rudder.io/sandbox-id";
+/// On a container created with `tty`: CRI `Attach` must say whether the container has a
+/// terminal, and `ContainerStatus` does not tell.
+pub const TTY: &str = "cri.rudder.io/tty";
 
 /// Where the CRI backend puts what CRI leaves to the kubelet: pod cgroups and logs of sandboxes
 /// created without a log directory.
@@ -96,6 +100,9 @@ pub fn pod_sandbox_config(config: &SandboxConfig, layout: &Layout) -> cri::PodSa
     if config.host_network {
         annotations.insert(HOST_NETWORK.into(), "true".into());
     }
+    if config.share_pid_namespace {
+        annotations.insert(SHARE_PID.into(), "true".into());
+    }
     let network = if config.host_network {
         cri::NamespaceMode::Node
     } else {
@@ -123,8 +130,13 @@ pub fn pod_sandbox_config(config: &SandboxConfig, layout: &Layout) -> cri::PodSa
             security_context: Some(cri::LinuxSandboxSecurityContext {
                 namespace_options: Some(cri::NamespaceOption {
                     network: network as i32,
-                    // Each container has its own PID namespace, as with the embedded runtime.
-                    pid: cri::NamespaceMode::Container as i32,
+                    // The pause container's PID namespace is the pod's when shared (it is its
+                    // PID 1); otherwise each container gets its own.
+                    pid: if config.share_pid_namespace {
+                        cri::NamespaceMode::Pod
+                    } else {
+                        cri::NamespaceMode::Container
+                    } as i32,
                     ipc: cri::NamespaceMode::Pod as i32,
                     ..Default::default()
                 }),
@@ -222,6 +234,22 @@ pub fn sandbox_config_of(
         labels: status.labels.clone(),
         annotations: status.annotations.clone(),
         host_network: annotations.get(HOST_NETWORK).is_some_and(|v| v == "true"),
+        share_pid_namespace: annotations.get(SHARE_PID).is_some_and(|v| v == "true"),
+    }
+}
+
+/// CRI's PID namespace option for a container: its own, the pod's, or a target container's
+/// (named by `target_id`, as the kubelet does for an ephemeral container's target).
+pub fn pid_namespace_option(mode: &PidNamespace) -> cri::NamespaceOption {
+    let (pid, target_id) = match mode {
+        PidNamespace::Container => (cri::NamespaceMode::Container, String::new()),
+        PidNamespace::Pod => (cri::NamespaceMode::Pod, String::new()),
+        PidNamespace::Target(id) => (cri::NamespaceMode::Target, id.0.clone()),
+    };
+    cri::NamespaceOption {
+        pid: pid as i32,
+        target_id,
+        ..Default::default()
     }
 }
 
@@ -249,6 +277,9 @@ pub fn container_config(config: &ContainerConfig, sandbox: &SandboxId) -> cri::C
     let sec = &config.security;
     let mut annotations = to_hash(&config.annotations);
     annotations.insert(SANDBOX_ID.into(), sandbox.0.clone());
+    if config.tty {
+        annotations.insert(TTY.into(), "true".into());
+    }
     let r = &config.resources;
     let resources = cri::LinuxContainerResources {
         cpu_shares: r
@@ -301,6 +332,9 @@ pub fn container_config(config: &ContainerConfig, sandbox: &SandboxId) -> cri::C
         labels: to_hash(&config.labels),
         annotations,
         log_path: log_path(config).to_string_lossy().into_owned(),
+        stdin: config.stdin,
+        stdin_once: config.stdin_once,
+        tty: config.tty,
         linux: Some(cri::LinuxContainerConfig {
             resources: Some(resources),
             security_context: Some(cri::LinuxContainerSecurityContext {
@@ -314,10 +348,7 @@ pub fn container_config(config: &ContainerConfig, sandbox: &SandboxId) -> cri::C
                     ..Default::default()
                 }),
                 privileged: sec.privileged,
-                namespace_options: Some(cri::NamespaceOption {
-                    pid: cri::NamespaceMode::Container as i32,
-                    ..Default::default()
-                }),
+                namespace_options: Some(pid_namespace_option(&config.pid_namespace)),
                 run_as_user: sec.run_as_user.map(|u| cri::Int64Value { value: u.into() }),
                 run_as_group: sec
                     .run_as_group

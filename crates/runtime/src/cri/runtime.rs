@@ -16,8 +16,9 @@ use super::convert::{self, Layout};
 use crate::error::{IoContext, Result, RuntimeError};
 use crate::runtime::ContainerRuntime;
 use crate::types::{
-    ContainerConfig, ContainerFilter, ContainerId, ContainerState, ContainerStats, ContainerStatus,
-    ExecProcess, ExecRequest, ExecResult, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    AttachRequest, Attachment, ContainerConfig, ContainerFilter, ContainerId, ContainerState,
+    ContainerStats, ContainerStatus, ExecProcess, ExecRequest, ExecResult, SandboxConfig,
+    SandboxId, SandboxState, SandboxStatus,
 };
 
 /// How to reach the runtime and where rudder keeps what CRI does not.
@@ -54,6 +55,25 @@ impl std::fmt::Debug for CriRuntime {
 fn ceil_secs(d: Duration) -> i64 {
     let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
     i64::try_from(s.max(1)).unwrap_or(i64::MAX)
+}
+
+/// The status of each item of a listing, in its order, through `status`. An item removed
+/// between the listing and its status call (`NotFound`) is left out: the listing is a snapshot
+/// and the removal won. Any other error fails the whole listing.
+async fn statuses_of<I, S, F, Fut>(items: Vec<I>, mut status: F) -> Result<Vec<S>>
+where
+    F: FnMut(I) -> Fut,
+    Fut: std::future::Future<Output = Result<S>>,
+{
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match status(item).await {
+            Ok(s) => out.push(s),
+            Err(RuntimeError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 impl CriRuntime {
@@ -343,16 +363,10 @@ impl ContainerRuntime for CriRuntime {
             .map_err(|e| client::error("ListPodSandbox", "sandbox", "", e))?
             .into_inner()
             .items;
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            match self.pod_sandbox_status(&SandboxId(item.id)).await {
-                Ok(s) => out.push(s),
-                // Removed between the listing and the status.
-                Err(RuntimeError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        statuses_of(items, |item| async move {
+            self.pod_sandbox_status(&SandboxId(item.id)).await
+        })
+        .await
     }
 
     async fn create_container(
@@ -512,15 +526,10 @@ impl ContainerRuntime for CriRuntime {
             .map_err(|e| client::error("ListContainers", "container", "", e))?
             .into_inner()
             .containers;
-        let mut out = Vec::with_capacity(items.len());
-        for c in items {
-            match self.container_status(&ContainerId(c.id)).await {
-                Ok(s) => out.push(s),
-                Err(RuntimeError::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(out)
+        statuses_of(items, |c| async move {
+            self.container_status(&ContainerId(c.id)).await
+        })
+        .await
     }
 
     async fn exec_sync(
@@ -574,6 +583,10 @@ impl ContainerRuntime for CriRuntime {
         super::stream::exec(&url, &request).await
     }
 
+    async fn attach(&self, id: &ContainerId, request: AttachRequest) -> Result<Attachment> {
+        super::attach::attach(&self.client, id, request).await
+    }
+
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
         let stats = self
             .client
@@ -598,8 +611,49 @@ impl ContainerRuntime for CriRuntime {
 
 #[cfg(test)]
 mod tests {
-    use super::ceil_secs;
+    use super::{ceil_secs, statuses_of};
+    use crate::error::RuntimeError;
     use std::time::Duration;
+
+    #[tokio::test]
+    async fn listings_skip_what_was_removed_meanwhile() {
+        let gone = |id: &str| RuntimeError::NotFound {
+            kind: "container",
+            id: id.into(),
+        };
+        let other = || RuntimeError::Cri {
+            op: "ContainerStatus",
+            message: "unavailable".into(),
+        };
+        type Answers = Vec<(&'static str, Result<u32, RuntimeError>)>;
+        let cases: Vec<(Answers, Result<Vec<u32>, &str>)> = vec![
+            (vec![], Ok(vec![])),
+            (vec![("a", Ok(1)), ("b", Ok(2))], Ok(vec![1, 2])),
+            (
+                vec![("a", Ok(1)), ("b", Err(gone("b"))), ("c", Ok(3))],
+                Ok(vec![1, 3]),
+            ),
+            (vec![("a", Err(gone("a")))], Ok(vec![])),
+            (
+                vec![("a", Ok(1)), ("b", Err(other())), ("c", Ok(3))],
+                Err("unavailable"),
+            ),
+        ];
+        for (answers, want) in cases {
+            let names: Vec<_> = answers.iter().map(|(n, _)| *n).collect();
+            let mut by_name: std::collections::HashMap<_, _> = answers.into_iter().collect();
+            let got = statuses_of(names.clone(), |n| {
+                let answer = by_name.remove(n).expect("asked once");
+                async move { answer }
+            })
+            .await;
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{names:?}"),
+                (Err(e), Err(want)) => assert!(e.to_string().contains(want), "{names:?}: {e}"),
+                (got, want) => panic!("{names:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
 
     #[test]
     fn cri_timeouts_round_up() {

@@ -176,6 +176,9 @@ pub async fn exec(url: &str, request: &ExecRequest) -> Result<ExecProcess> {
     }
     let resize_msg =
         |w: u16, h: u16| Bytes::from(serde_json::json!({"Width": w, "Height": h}).to_string());
+    // CRI has no field for the initial size: it goes first on the resize stream, in the same
+    // write as the stream headers. containerd applies it once the process started (it resizes
+    // only after `Start`), so the very first look at the window can still see none.
     if request.tty
         && let Some((w, h)) = request.terminal_size
     {

@@ -274,6 +274,34 @@ pub(crate) fn oom_kills_at(dir: &Path, v2: bool) -> u64 {
         .unwrap_or(0)
 }
 
+/// SIGKILLs every process in the cgroups `dirs` (one per v1 hierarchy, or the v2 one) until a
+/// reading finds none it has not killed yet: a process killed while forking takes its new child
+/// down with it, and a dead one forks no more, so that round is the last.
+pub(crate) fn kill_all_in(dirs: &[PathBuf]) {
+    let mut killed = std::collections::BTreeSet::new();
+    loop {
+        let found: Vec<i32> = dirs
+            .iter()
+            .filter_map(|d| read(d, "cgroup.procs"))
+            .flat_map(|s| {
+                s.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .filter(|pid| !killed.contains(pid))
+            .collect();
+        if found.is_empty() {
+            return;
+        }
+        for pid in found {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+            killed.insert(pid);
+        }
+    }
+}
+
 /// rmdir with retries on EBUSY; Ok if absent.
 pub(crate) fn remove_dir(dir: &Path) -> Result<()> {
     for attempt in 0..40 {

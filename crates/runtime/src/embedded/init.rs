@@ -2,9 +2,10 @@
 //! filesystem in a private mount namespace (overlayfs, `/proc`, `/dev`, `/sys`, bind mounts),
 //! pivot_root into it, drop privileges, exec the user's program.
 //!
-//! It runs in the shim's child, which is PID 1 of the container's fresh PID namespace and already
-//! in the sandbox's net/IPC/UTS namespaces. Errors go back to the shim as text on `sync`, a
-//! close-on-exec pipe: EOF without text means the exec succeeded.
+//! It runs in the shim's child, already in the sandbox's net/IPC/UTS namespaces and either PID 1
+//! of the container's fresh PID namespace or a process of a shared one (the pod's, or a target
+//! container's: the `/proc` it mounts then shows that namespace's processes). Errors go back to
+//! the shim as text on `sync`, a close-on-exec pipe: EOF without text means the exec succeeded.
 
 use std::ffi::CString;
 use std::fs;
@@ -25,15 +26,23 @@ fn at<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> S
     move |e| format!("{what}: {e}")
 }
 
+/// The main process's stdio, as the monitor hands it over.
+pub(crate) enum Stdio {
+    /// Pipes: stdin (`None`: `/dev/null`), stdout and stderr.
+    Pipes {
+        stdin: Option<OwnedFd>,
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+    },
+    /// A terminal from the container's own devpts, opened once it is mounted (so inside the
+    /// container it is a `/dev/pts/N` that exists there); its master side goes back to the
+    /// monitor over `console`, a unix socket.
+    Terminal { console: OwnedFd },
+}
+
 /// Sets up and execs; returns only by exiting the process.
-pub(crate) fn run(
-    spec: &ContainerSpec,
-    dir: &Path,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
-    mut sync: fs::File,
-) -> ! {
-    let err = match setup_and_exec(spec, dir, stdout, stderr) {
+pub(crate) fn run(spec: &ContainerSpec, dir: &Path, stdio: Stdio, mut sync: fs::File) -> ! {
+    let err = match setup_and_exec(spec, dir, stdio) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -51,15 +60,29 @@ pub(crate) fn exit_now(code: i32) -> ! {
 fn setup_and_exec(
     spec: &ContainerSpec,
     dir: &Path,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    stdio: Stdio,
 ) -> Step<std::convert::Infallible> {
     rustix::process::umask(Mode::empty());
-    let null = fs::File::open("/dev/null").map_err(at("open /dev/null"))?;
-    rustix::stdio::dup2_stdin(null.as_fd()).map_err(at("dup2 stdin"))?;
-    rustix::stdio::dup2_stdout(stdout.as_fd()).map_err(at("dup2 stdout"))?;
-    rustix::stdio::dup2_stderr(stderr.as_fd()).map_err(at("dup2 stderr"))?;
-    drop((null, stdout, stderr));
+    // A terminal replaces the monitor's stdio once the container's /dev/pts exists.
+    let console = match stdio {
+        Stdio::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            let stdin = match stdin {
+                Some(fd) => fd,
+                None => fs::File::open("/dev/null")
+                    .map_err(at("open /dev/null"))?
+                    .into(),
+            };
+            rustix::stdio::dup2_stdin(stdin.as_fd()).map_err(at("dup2 stdin"))?;
+            rustix::stdio::dup2_stdout(stdout.as_fd()).map_err(at("dup2 stdout"))?;
+            rustix::stdio::dup2_stderr(stderr.as_fd()).map_err(at("dup2 stderr"))?;
+            None
+        }
+        Stdio::Terminal { console } => Some(console),
+    };
 
     // Join the cgroups first, while the host's /sys/fs/cgroup is still visible; "0" is "me".
     for cg in &spec.cgroup_dirs {
@@ -90,6 +113,9 @@ fn setup_and_exec(
     rustix::process::pivot_root(".", ".").map_err(at("pivot_root"))?;
     rustix::mount::unmount(".", UnmountFlags::DETACH).map_err(at("detach old root"))?;
     std::env::set_current_dir("/").map_err(at("chdir /"))?;
+    if let Some(console) = console {
+        terminal(&console, spec.uid, spec.gid)?;
+    }
 
     for m in spec.mounts.iter().filter(|m| m.readonly) {
         rustix::mount::mount_remount(
@@ -125,6 +151,11 @@ fn setup_and_exec(
     argv_ptrs.push(std::ptr::null());
     let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|a| a.as_ptr()).collect();
     envp_ptrs.push(std::ptr::null());
+    // The shim, a Rust program, ignores SIGPIPE, and an ignored signal stays ignored across
+    // exec: the user's program must start with the default (`yes | head` ends `yes`), as it
+    // does under runc.
+    // SAFETY: resetting a disposition to SIG_DFL installs no handler.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // SAFETY: all three are NUL-terminated arrays of pointers into CStrings that outlive the
     // call; execve only returns on failure.
     unsafe { libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
@@ -133,6 +164,25 @@ fn setup_and_exec(
         spec.argv[0],
         std::io::Error::last_os_error()
     ))
+}
+
+/// Opens a terminal in the container's devpts, makes it this process's stdio and controlling
+/// terminal (job control and ^C work for the container's shell), owned by the container's user
+/// as runc does, and sends its master side to the monitor.
+fn terminal(console: &OwnedFd, uid: u32, gid: u32) -> Step<()> {
+    let pty = super::pty::open(Path::new("/dev/pts/ptmx")).map_err(at("open /dev/pts/ptmx"))?;
+    let _ = rustix::fs::fchown(
+        &pty.slave,
+        Some(rustix::process::Uid::from_raw(uid)),
+        Some(rustix::process::Gid::from_raw(gid)),
+    );
+    rustix::process::setsid().map_err(at("setsid"))?;
+    rustix::process::ioctl_tiocsctty(&pty.slave).map_err(at("set controlling terminal"))?;
+    rustix::stdio::dup2_stdin(pty.slave.as_fd()).map_err(at("dup2 stdin"))?;
+    rustix::stdio::dup2_stdout(pty.slave.as_fd()).map_err(at("dup2 stdout"))?;
+    rustix::stdio::dup2_stderr(pty.slave.as_fd()).map_err(at("dup2 stderr"))?;
+    drop(pty.slave);
+    super::pty::send_fd(console, &pty.master).map_err(at("send the terminal to the monitor"))
 }
 
 fn cstrings(items: &[String]) -> Step<Vec<CString>> {

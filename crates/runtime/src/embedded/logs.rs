@@ -5,11 +5,8 @@
 //! does with its defaults (`containerLogMaxSize` 10Mi, `containerLogMaxFiles` 5).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-
-use rustix::event::{PollFd, PollFlags};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Longest line written as one record; longer lines are split into `P` records as containerd does.
@@ -97,66 +94,26 @@ fn prune(path: &Path, keep: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Copies a container's stdout and stderr pipes to `log` as CRI records until both reach EOF.
-/// One thread with `poll`: the monitor runs after `unshare(CLONE_NEWPID)`, and the kernel
-/// refuses to create threads in a process whose children go to another PID namespace.
-pub(crate) fn copy_streams(stdout: OwnedFd, stderr: OwnedFd, log: &mut LogFile) -> io::Result<()> {
-    let mut streams = [
-        (Some(File::from(stdout)), Splitter::new("stdout")),
-        (Some(File::from(stderr)), Splitter::new("stderr")),
-    ];
-    let mut buf = [0u8; 8192];
-    loop {
-        let open: Vec<usize> = (0..2).filter(|&i| streams[i].0.is_some()).collect();
-        if open.is_empty() {
-            return Ok(());
-        }
-        let mut fds: Vec<PollFd<'_>> = open
-            .iter()
-            .filter_map(|&i| streams[i].0.as_ref())
-            .map(|f| PollFd::new(f, PollFlags::IN))
-            .collect();
-        match rustix::event::poll(&mut fds, None) {
-            Ok(_) => {}
-            Err(e) if e == rustix::io::Errno::INTR => continue,
-            Err(e) => return Err(e.into()),
-        }
-        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
-        drop(fds);
-        for (k, &i) in open.iter().enumerate() {
-            if !ready[k] {
-                continue;
-            }
-            let (file, splitter) = &mut streams[i];
-            let Some(f) = file.as_mut() else { continue };
-            match f.read(&mut buf) {
-                Ok(0) => {
-                    splitter.finish(log)?;
-                    *file = None;
-                }
-                Ok(n) => splitter.feed(&buf[..n], log)?,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
 /// Cuts one stream's bytes into CRI records.
-struct Splitter {
+pub(crate) struct Splitter {
     stream: &'static str,
     pending: Vec<u8>,
 }
 
 impl Splitter {
-    fn new(stream: &'static str) -> Splitter {
+    pub(crate) fn new(stream: &'static str) -> Splitter {
         Splitter {
             stream,
             pending: Vec::new(),
         }
     }
 
-    fn feed(&mut self, data: &[u8], log: &mut LogFile) -> io::Result<()> {
+    /// `stdout` or `stderr`.
+    pub(crate) fn stream(&self) -> &'static str {
+        self.stream
+    }
+
+    pub(crate) fn feed(&mut self, data: &[u8], log: &mut LogFile) -> io::Result<()> {
         self.pending.extend_from_slice(data);
         let mut start = 0;
         while let Some(pos) = self.pending[start..].iter().position(|&b| b == b'\n') {
@@ -173,7 +130,7 @@ impl Splitter {
     }
 
     /// EOF: output cut off without a newline is a partial record.
-    fn finish(&mut self, log: &mut LogFile) -> io::Result<()> {
+    pub(crate) fn finish(&mut self, log: &mut LogFile) -> io::Result<()> {
         if !self.pending.is_empty() {
             write_records(log, self.stream, &self.pending, false)?;
             self.pending.clear();

@@ -5,6 +5,7 @@
 //! Why hand-written rather than youki's libcontainer, the process model and how adoption works:
 //! `docs/adr/0006-embedded-container-runtime.md`. The on-disk layout is in `state.rs`.
 
+mod attach;
 mod cgroup_stats;
 mod cgroups;
 mod init;
@@ -13,6 +14,7 @@ mod process;
 mod pty;
 mod shim;
 mod state;
+mod stdio;
 
 use std::ffi::OsString;
 use std::fs;
@@ -288,6 +290,7 @@ impl Inner {
                 .find_map(|d| fs::read_to_string(d.join(name)).ok())
         };
         let (uid, gid) = process::user(&config.security, image, &read)?;
+        let pid_namespace_of = self.pid_namespace_of(sandbox, sb_proc, &config.pid_namespace)?;
         let sec = &config.security;
         let id = new_id()?;
         let dir = self.container_dir(&id);
@@ -316,6 +319,7 @@ impl Inner {
             memory_cgroup: cgroup.memory_dir(),
             cgroup_v2: self.cgroup_mode == Mode::V2,
             sandbox: sb_proc,
+            pid_namespace_of,
             log_path,
         };
         let record = ContainerRecord {
@@ -340,6 +344,50 @@ impl Inner {
             return Err(e);
         }
         Ok(ContainerId(id))
+    }
+
+    /// The process whose PID namespace a new container of `sandbox` joins, by its config:
+    /// none for a namespace of its own, the sandbox's holder for the pod's, a running target's
+    /// main process for the target's.
+    fn pid_namespace_of(
+        &self,
+        sandbox: &SandboxId,
+        holder: ProcRef,
+        mode: &PidNamespace,
+    ) -> Result<Option<ProcRef>> {
+        match mode {
+            PidNamespace::Container => Ok(None),
+            PidNamespace::Pod => {
+                // Without its own PID namespace the holder is in the host's: joining that would
+                // put the container among the host's processes.
+                if !self.sandbox_record(&sandbox.0)?.config.share_pid_namespace {
+                    return Err(RuntimeError::InvalidConfig(format!(
+                        "sandbox {sandbox} was not created with a shared PID namespace"
+                    )));
+                }
+                Ok(Some(holder))
+            }
+            PidNamespace::Target(target) => {
+                let st = self.status(&target.0)?;
+                if st.sandbox_id != *sandbox {
+                    return Err(RuntimeError::InvalidConfig(format!(
+                        "target container {target} is not in sandbox {sandbox}"
+                    )));
+                }
+                let started: Option<StartedRecord> =
+                    read_json(&self.container_dir(&target.0).join("started.json"))?;
+                match started {
+                    Some(s) if st.state == ContainerState::Running && s.process.alive() => {
+                        Ok(Some(s.process))
+                    }
+                    _ => Err(RuntimeError::InvalidState {
+                        kind: "container",
+                        id: target.0.clone(),
+                        reason: "target container is not running".into(),
+                    }),
+                }
+            }
+        }
     }
 
     fn start(&self, id: &str) -> Result<()> {
@@ -726,6 +774,24 @@ impl ContainerRuntime for EmbeddedRuntime {
             }),
             resize: None,
         })
+    }
+
+    async fn attach(&self, id: &ContainerId, request: AttachRequest) -> Result<Attachment> {
+        let (inner, id2) = (self.inner.clone(), id.0.clone());
+        let (dir, config) = blocking(move || {
+            let st = inner.status(&id2)?;
+            if st.state != ContainerState::Running {
+                return Err(RuntimeError::InvalidState {
+                    kind: "container",
+                    id: id2,
+                    reason: "not running".into(),
+                });
+            }
+            let record = inner.container_record(&id2)?;
+            Ok((inner.container_dir(&id2), record.config))
+        })
+        .await?;
+        attach::connect(&dir, request, config.tty, config.stdin).await
     }
 
     async fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {

@@ -1,5 +1,6 @@
 //! Pure resolution of a container's process from its config and its image: command line
-//! (Kubernetes' Entrypoint/Cmd rules), environment, working dir, user and capabilities.
+//! (Kubernetes' Entrypoint/Cmd rules), environment (`TERM` on a terminal), working dir, user
+//! and capabilities.
 
 use crate::error::{Result, RuntimeError};
 use crate::images::ImageConfig;
@@ -159,6 +160,10 @@ pub(crate) fn env(config: &ContainerConfig, image: &ImageConfig, hostname: &str)
     for (k, v) in &config.env {
         set(k, v);
     }
+    // As containerd does for a container on a terminal, unless the image or config set one.
+    if config.tty && !vars.iter().any(|(k, _)| k == "TERM") {
+        vars.push(("TERM".into(), "xterm".into()));
+    }
     vars.into_iter()
         .filter(|(k, v)| !k.is_empty() && !k.contains('\0') && !v.contains('\0'))
         .map(|(k, v)| format!("{k}={v}"))
@@ -295,6 +300,16 @@ mod tests {
         assert_eq!(
             env(&cfg, &img, "h"),
             vec!["PATH=/img", "HOSTNAME=h", "A=2", "B=x=y"]
+        );
+        cfg.tty = true;
+        assert_eq!(
+            env(&cfg, &img, "h").last().map(String::as_str),
+            Some("TERM=xterm")
+        );
+        cfg.env.push(("TERM".into(), "dumb".into()));
+        assert_eq!(
+            env(&cfg, &img, "h").last().map(String::as_str),
+            Some("TERM=dumb")
         );
     }
 

@@ -2,7 +2,7 @@
 //! that sandboxes and containers outlive the agent and their exits are still recorded.
 //!
 //! ```text
-//! rudder-shim sandbox   <sandbox-dir>          hold the pod's net/IPC/UTS namespaces
+//! rudder-shim sandbox   <sandbox-dir>          hold the pod's net/IPC/UTS (and shared PID) namespaces
 //! rudder-shim container <container-dir>        start a container and monitor it
 //! rudder-shim exec      <container-dir> -- cmd run cmd in a running container (stdio inherited)
 //! ```
@@ -11,8 +11,10 @@
 //! for it to report over a pipe ("OK <pid>" or "ERR <message>"), prints that and exits, so the
 //! runtime reaps it at once; the monitor, in its own session with stdio on /dev/null, is
 //! reparented to init and keeps running when the agent dies. The container monitor forks the
-//! container's init (see `init.rs`), copies its output to the CRI log, waits for it and writes
-//! `exit.json`. The shim is single-threaded whenever it forks or changes namespaces.
+//! container's init (see `init.rs`), holds its stdio (pipes, or a terminal; with `stdin: true`
+//! its stdin too), copies its output to the CRI log and serves `kubectl attach` (`stdio.rs`),
+//! waits for it and writes `exit.json`. The shim is single-threaded whenever it forks or
+//! changes namespaces.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -25,13 +27,14 @@ use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, WaitOptions};
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
-use super::cgroups::oom_kills_at;
+use super::cgroups::{kill_all_in, oom_kills_at};
 use super::init::{self, exit_now};
-use super::logs::{LogFile, copy_streams};
+use super::logs::LogFile;
 use super::state::{
     ContainerRecord, ExitRecord, ProcRef, SandboxRecord, StartedRecord, read_json, write_atomic,
     write_json,
 };
+use super::stdio;
 use crate::types::ExitReason;
 
 type Step<T> = std::result::Result<T, String>;
@@ -149,19 +152,45 @@ fn sandbox(dir: &Path, rep: &mut Report) -> Step<()> {
     let record: SandboxRecord = read_json(&dir.join("sandbox.json"))
         .map_err(|e| e.to_string())?
         .ok_or("sandbox.json missing")?;
-    // SAFETY: single-threaded (see `fork`), so no other thread is left in the old namespaces.
-    unsafe {
-        rustix::thread::unshare_unsafe(
-            UnshareFlags::NEWNET | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS,
-        )
+    let shared_pid = record.config.share_pid_namespace;
+    let mut flags = UnshareFlags::NEWNET | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    if shared_pid {
+        flags |= UnshareFlags::NEWPID;
     }
-    .map_err(at("unshare"))?;
+    // SAFETY: single-threaded (see `fork`), so no other thread is left in the old namespaces.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(at("unshare"))?;
     rustix::system::sethostname(record.config.hostname.as_bytes()).map_err(at("sethostname"))?;
     loopback_up()?;
-    let me = ProcRef::of(std::process::id()).ok_or("own /proc/self/stat unreadable")?;
-    write_atomic(&dir.join("pid"), me.format().as_bytes()).map_err(|e| e.to_string())?;
-    report(rep, &format!("OK {}", me.pid));
+    // A new PID namespace takes effect for children only: its holder is a child, the pod's
+    // PID 1 (as the kubelet's pause is), and this process leaves once it is recorded.
+    let holder = match shared_pid {
+        false => std::process::id(),
+        true => match fork()? {
+            None => {
+                report_drop(rep);
+                hold_pid_namespace()
+            }
+            Some(pid) => pid,
+        },
+    };
+    let holder = ProcRef::of(holder).ok_or("the namespace holder's /proc/<pid>/stat unreadable")?;
+    write_atomic(&dir.join("pid"), holder.format().as_bytes()).map_err(|e| e.to_string())?;
+    report(rep, &format!("OK {}", holder.pid));
+    if shared_pid {
+        return Ok(());
+    }
     // Hold the namespaces until killed; SIGTERM and SIGKILL keep their default (exit).
+    loop {
+        std::thread::park();
+    }
+}
+
+/// PID 1 of a pod's shared PID namespace, until killed from outside (inside the namespace,
+/// signals it has no handler for do not reach it). Processes orphaned in the namespace are
+/// reparented to it: ignoring SIGCHLD makes the kernel reap them, so none stays a zombie.
+fn hold_pid_namespace() -> ! {
+    // SAFETY: SIG_IGN installs no handler.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
     loop {
         std::thread::park();
     }
@@ -236,8 +265,7 @@ fn container(dir: &Path, rep: &mut Report) -> Step<()> {
     }
     let log = LogFile::open(&spec.log_path)
         .map_err(at(format!("open log {}", spec.log_path.display())))?;
-    let (out_r, out_w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(at("pipe"))?;
-    let (err_r, err_w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(at("pipe"))?;
+    let (ours, theirs) = stdio_pair(&record.config)?;
     let (sync_r, sync_w) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(at("pipe"))?;
 
     join_namespaces(
@@ -248,18 +276,23 @@ fn container(dir: &Path, rep: &mut Report) -> Step<()> {
             ("uts", LinkNameSpaceType::HostNameAndNISDomainName),
         ],
     )?;
-    // SAFETY: single-threaded; NEWPID only affects children forked after this.
-    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWPID) }.map_err(at("unshare pid"))?;
+    // Either way only children forked after this are in the namespace, not the monitor.
+    match spec.pid_namespace_of {
+        Some(owner) => join_namespaces(owner, &[("pid", LinkNameSpaceType::ProcessID)])?,
+        // SAFETY: single-threaded.
+        None => unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWPID) }
+            .map_err(at("unshare pid"))?,
+    }
 
     let child = match fork()? {
         None => {
-            drop((out_r, err_r, sync_r, log));
+            drop((ours, sync_r, log));
             report_drop(rep);
-            init::run(spec, dir, out_w, err_w, File::from(sync_w))
+            init::run(spec, dir, theirs, File::from(sync_w))
         }
         Some(pid) => pid,
     };
-    drop((out_w, err_w, sync_w));
+    drop((theirs, sync_w));
     let mut start_error = String::new();
     let _ = File::from(sync_r).read_to_string(&mut start_error);
     let child_pid = Pid::from_raw(child as i32).ok_or("fork returned pid 0")?;
@@ -274,13 +307,32 @@ fn container(dir: &Path, rep: &mut Report) -> Step<()> {
         monitor: ProcRef::of(std::process::id()).ok_or("own stat unreadable")?,
         started_at: SystemTime::now(),
     };
+    let setup = ours.into_setup(&record.config).and_then(|mut s| {
+        if spec.pid_namespace_of.is_some() {
+            s.main_exit = Some(main_exit(child_pid, spec.cgroup_dirs.clone())?);
+        }
+        Ok(s)
+    });
+    let setup = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = rustix::process::kill_process(child_pid, rustix::process::Signal::KILL);
+            let _ = rustix::process::waitpid(Some(child_pid), WaitOptions::empty());
+            write_exit(dir, 128, ExitReason::StartError, Some(e.clone()))?;
+            return Err(e);
+        }
+    };
+    // Without the socket the container still runs and logs; only attach is refused.
+    let listener = stdio::listen(dir)
+        .map_err(|e| eprintln!("attach socket in {}: {e}", dir.display()))
+        .ok();
     write_json(&dir.join("started.json"), &started).map_err(|e| e.to_string())?;
     report(rep, &format!("OK {child}"));
 
-    // Copy until both pipes close, which happens when the container's init (and with it its
+    // Serve until the outputs close, which happens when the container's init (and with it its
     // whole PID namespace) is gone, unless a process handed its stdio elsewhere; then reap.
     let mut log = log;
-    if let Err(e) = copy_streams(out_r, err_r, &mut log) {
+    if let Err(e) = stdio::serve(setup, listener, &mut log) {
         eprintln!("copying output of {}: {e}", dir.display());
     }
     let status = loop {
@@ -305,6 +357,102 @@ fn container(dir: &Path, rep: &mut Report) -> Step<()> {
         eprintln!("recording the exit of {}: {e}", dir.display());
     }
     result
+}
+
+/// In a PID namespace the container does not own, its processes outlive its main process (they
+/// are reparented to the namespace's PID 1): once it exits, the rest of the container's cgroup is
+/// killed, as runc does for such containers.
+fn main_exit(child: Pid, cgroup_dirs: Vec<PathBuf>) -> Step<stdio::MainExit> {
+    let pidfd = rustix::process::pidfd_open(child, rustix::process::PidfdFlags::empty())
+        .map_err(at("pidfd_open"))?;
+    Ok(stdio::MainExit {
+        pidfd,
+        then: Box::new(move || kill_all_in(&cgroup_dirs)),
+    })
+}
+
+/// The monitor's ends of the main process's stdio, before the process has started.
+enum Ours {
+    Pipes {
+        stdout: OwnedFd,
+        stderr: OwnedFd,
+        stdin: Option<OwnedFd>,
+    },
+    /// Where the container's init sends the terminal's master.
+    Console(OwnedFd),
+}
+
+/// Both ends of the main process's stdio, by the container's `stdin` and `tty`.
+fn stdio_pair(config: &crate::types::ContainerConfig) -> Step<(Ours, init::Stdio)> {
+    if config.tty {
+        let (ours, theirs) = rustix::net::socketpair(
+            rustix::net::AddressFamily::UNIX,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(at("socketpair"))?;
+        return Ok((
+            Ours::Console(ours),
+            init::Stdio::Terminal { console: theirs },
+        ));
+    }
+    let pipe = || rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(at("pipe"));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let (stdin_r, stdin_w) = match config.stdin {
+        true => pipe().map(|(r, w)| (Some(r), Some(w)))?,
+        false => (None, None),
+    };
+    Ok((
+        Ours::Pipes {
+            stdout: out_r,
+            stderr: err_r,
+            stdin: stdin_w,
+        },
+        init::Stdio::Pipes {
+            stdin: stdin_r,
+            stdout: out_w,
+            stderr: err_w,
+        },
+    ))
+}
+
+impl Ours {
+    /// What the monitor serves once the process runs: for a terminal, the master its init sent
+    /// (before exec, so it is there once the start succeeded).
+    fn into_setup(self, config: &crate::types::ContainerConfig) -> Step<stdio::Setup> {
+        match self {
+            Ours::Pipes {
+                stdout,
+                stderr,
+                stdin,
+            } => Ok(stdio::Setup {
+                outputs: vec![(stdout, "stdout"), (stderr, "stderr")],
+                stdin,
+                terminal: None,
+                stdin_once: config.stdin_once,
+                main_exit: None,
+            }),
+            Ours::Console(sock) => {
+                let master = super::pty::recv_fd(&sock)
+                    .map_err(at("receive the terminal"))?
+                    .ok_or("the container's init sent no terminal")?;
+                let dup = |fd: &OwnedFd| fd.try_clone().map_err(at("dup terminal"));
+                Ok(stdio::Setup {
+                    outputs: vec![(dup(&master)?, "stdout")],
+                    stdin: if config.stdin {
+                        Some(dup(&master)?)
+                    } else {
+                        None
+                    },
+                    terminal: Some(master),
+                    stdin_once: config.stdin_once,
+                    main_exit: None,
+                })
+            }
+        }
+    }
 }
 
 /// Closes the report pipe in the container's process, so only the monitor holds it.

@@ -8,6 +8,7 @@
 //! <root>/containers/<id>/container.json ContainerRecord (config + resolved ContainerSpec)
 //! <root>/containers/<id>/started.json   StartedRecord, written by the shim once exec succeeded
 //! <root>/containers/<id>/exit.json      ExitRecord, written by the shim when the process is reaped
+//! <root>/containers/<id>/attach.sock    the monitor's attach socket while the process runs
 //! <root>/containers/<id>/{upper,work,rootfs}  overlayfs dirs (rootfs is only mounted inside
 //!                                       the container's own mount namespace)
 //! ```
@@ -115,6 +116,11 @@ pub(crate) struct ContainerSpec {
     pub cgroup_v2: bool,
     /// The sandbox's namespace holder: the container joins its net, IPC and UTS namespaces.
     pub sandbox: ProcRef,
+    /// The process whose PID namespace the container joins (the pod's holder, or a target
+    /// container's main process); `None`: a fresh one whose PID 1 is the container's init.
+    /// Absent in records written before namespaces could be shared.
+    #[serde(default)]
+    pub pid_namespace_of: Option<ProcRef>,
     pub log_path: PathBuf,
 }
 

@@ -494,3 +494,107 @@ pub async fn a_new_runtime_adopts_running_sandboxes_and_containers(h: &dyn Harne
         .await
         .expect("removing twice is fine");
 }
+
+/// Reads `out` until what it produced contains `needle` (panics after 20 s or at its end);
+/// returns everything read.
+async fn read_until(out: &mut ExecReader, needle: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen).contains(needle) {
+        let n = tokio::time::timeout_at(deadline.into(), out.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no {needle:?} in time: {:?}",
+                    String::from_utf8_lossy(&seen)
+                )
+            })
+            .expect("read");
+        assert!(
+            n > 0,
+            "ended without {needle:?}: {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+/// When a runtime gives an exec's terminal the size of [`ExecRequest::terminal_size`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitialSize {
+    /// Before the process starts: its very first look (`stty size` as the first command)
+    /// sees it. The embedded runtime sizes the pseudo-terminal when it makes it.
+    BeforeStart,
+    /// Right after the process started. CRI's `ExecRequest` has no field for a size, so the
+    /// size goes as the first message on the resize stream, and containerd (1.6 to 2.x, like
+    /// the kubelet in front of it upstream) applies resizes only once `Start` has returned: a
+    /// look in the first milliseconds sees a terminal without a size.
+    AfterStart,
+}
+
+/// A shell script (for `sh -c`) that waits up to 10 s for its terminal to be `rows cols`,
+/// then prints `label: ` and what `stty size` says.
+fn await_size(label: &str, rows: u16, cols: u16) -> String {
+    format!(
+        "i=0; until [ \"$(stty size 2>/dev/null)\" = \"{rows} {cols}\" ] || [ $i -ge 100 ]; \
+         do i=$((i+1)); sleep 0.1; done; echo \"{label}: $(stty size 2>&1)\""
+    )
+}
+
+/// An exec on a terminal: the process gets the size asked for (from its first look, or right
+/// after it started: `initial`), a resize reaches it, its stdin and both outputs are the
+/// terminal, and its exit code arrives.
+pub async fn exec_on_a_terminal_has_the_clients_size(h: &dyn Harness, initial: InitialSize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = h.runtime().await;
+    let rt = &*rt;
+    let sb = rt
+        .run_pod_sandbox(sandbox_config("tty"))
+        .await
+        .expect("sandbox");
+    let id = run(
+        rt,
+        &sb,
+        container_config(h.image(), "main", "exec sleep 1000"),
+    )
+    .await;
+    let script = format!(
+        "echo \"first: $(stty size 2>&1)\"; {}; tty; read x; {}; echo err >&2; exit 4",
+        await_size("sized", 17, 91),
+        await_size("resized", 40, 120),
+    );
+    let mut proc = rt
+        .exec(
+            &id,
+            ExecRequest {
+                cmd: vec!["sh".into(), "-c".into(), script],
+                stdin: true,
+                tty: true,
+                terminal_size: Some((91, 17)),
+            },
+        )
+        .await
+        .expect("exec");
+    let start = read_until(&mut proc.stdout, "/dev/pts/").await;
+    if initial == InitialSize::BeforeStart {
+        assert!(start.contains("first: 17 91\r\n"), "{start:?}");
+    }
+    assert!(start.contains("sized: 17 91\r\n"), "{start:?}");
+    let resize = proc.resize.take().expect("a terminal can be resized");
+    resize(120, 40).expect("resize");
+    let mut stdin = proc.stdin.take().expect("stdin");
+    stdin.write_all(b"go\n").await.expect("stdin");
+    let rest = read_until(&mut proc.stdout, "err").await;
+    assert!(rest.contains("resized: 40 120\r\n"), "{rest:?}");
+    let mut tail = Vec::new();
+    proc.stdout.read_to_end(&mut tail).await.expect("stdout");
+    let mut err = Vec::new();
+    proc.stderr.read_to_end(&mut err).await.expect("stderr");
+    assert!(err.is_empty(), "a terminal has one output: {err:?}");
+    assert_eq!(proc.wait.await.expect("exit code"), 4);
+    drop(stdin);
+    remove_all(h, rt, &sb).await;
+}

@@ -3,10 +3,13 @@
 //!
 //! They use Debian's `busybox-static` (`/bin/busybox`) and `docker-registry` packages, which
 //! `scripts/test` installs. Errors are `io::Error`s: these helpers serve tests, not the runtime.
-//! [`conformance`] is the behavioural suite every `ContainerRuntime` implementation runs;
+//! [`conformance`] (and [`conformance_attach`], [`conformance_pid`]) is the behavioural suite every
+//! `ContainerRuntime` implementation runs;
 //! [`containerd::Containerd`] a private containerd for the CRI backend's tests and the agent's.
 
 pub mod conformance;
+pub mod conformance_attach;
+pub mod conformance_pid;
 pub mod containerd;
 mod image;
 mod registry;

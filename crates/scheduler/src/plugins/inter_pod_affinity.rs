@@ -1,8 +1,11 @@
 //! InterPodAffinity: required pod affinity and anti-affinity (the pod's own, and existing pods'
-//! anti-affinity against it) per topology domain; preferred terms score.
+//! anti-affinity against it) per topology domain; preferred terms score. PreFilter reads the
+//! snapshot's per-domain counts (`domains.rs`) instead of visiting every node.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::domains::{DomainCounts, Domains};
 use crate::framework::{Code, CycleState, Plugin, Point, Status, normalize_min_max};
 use crate::snapshot::{AffinityTerm, NodeInfo, PodInfo, Snapshot};
 
@@ -13,8 +16,8 @@ pub const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods a
 
 pub struct InterPodAffinity;
 
-/// Topology key → value → number of matching pods (nested so lookups borrow, never allocate:
-/// Filter runs once per node).
+/// Topology key → value → preferred-term weights (nested so lookups borrow, never allocate:
+/// Score runs once per node).
 type Counts = HashMap<String, HashMap<String, i64>>;
 
 /// Matching pods in the domain `key=value`.
@@ -26,14 +29,25 @@ fn count_in(counts: &Counts, key: &str, value: &str) -> i64 {
         .unwrap_or(0)
 }
 
-#[derive(Default)]
+/// What PreFilter found, shared with the snapshot's counts (no copy per pod).
 struct FilterState {
-    /// Domains where an existing pod's required anti-affinity selects the incoming pod.
-    existing_anti: Counts,
-    /// Per incoming required affinity term: domains with pods it selects.
-    affinity: Vec<Counts>,
-    /// Domains with pods an incoming required anti-affinity term selects.
-    anti: Counts,
+    /// Existing pods' anti-affinity terms that select the incoming pod: their topology key and
+    /// pods carrying them per domain.
+    existing_anti: Vec<(String, Arc<DomainCounts>)>,
+    /// Per incoming required affinity term: pods it selects per domain.
+    affinity: Vec<Domains>,
+    /// Per incoming required anti-affinity term: pods it selects per domain.
+    anti: Vec<Domains>,
+}
+
+/// Pods `term` selects per domain of its topology key.
+fn selected(snap: &Snapshot, term: &AffinityTerm) -> Domains {
+    snap.pods_per_domain(term.namespaces.as_ref(), &term.selector, &term.topology_key)
+}
+
+/// Whether `node`'s domain of `key` has a pod in `counts`.
+fn hit(node: &NodeInfo, key: &str, counts: &Domains) -> bool {
+    node.labels.get(key).is_some_and(|v| counts.get(v) > 0)
 }
 
 fn bump(counts: &mut Counts, term: &AffinityTerm, node: &NodeInfo, by: i64) {
@@ -67,58 +81,30 @@ impl Plugin for InterPodAffinity {
     }
 
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
-        let mut st = FilterState {
-            affinity: vec![Counts::new(); pod.required_affinity.len()],
-            ..FilterState::default()
-        };
+        // Each distinct existing anti-affinity term is checked against the pod once, however
+        // many pods carry it.
+        let existing_anti: Vec<(String, Arc<DomainCounts>)> = snap
+            .existing_anti_terms()
+            .filter(|(term, counts)| !counts.is_empty() && term.matches(pod))
+            .map(|(term, counts)| (term.topology_key.clone(), counts.clone()))
+            .collect();
         let own_terms = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
-        // Whether each distinct existing anti-affinity term selects the incoming pod, decided
-        // once per term rather than once per pod carrying it.
-        let mut selects: HashMap<&str, bool> = HashMap::new();
-        for node in &snap.nodes {
-            if node.pods_with_required_anti_affinity > 0 {
-                for (sig, (term, n)) in &node.anti_terms {
-                    if *selects
-                        .entry(sig.as_str())
-                        .or_insert_with(|| term.matches(pod))
-                    {
-                        bump(
-                            &mut st.existing_anti,
-                            term,
-                            node,
-                            i64::try_from(*n).unwrap_or(i64::MAX),
-                        );
-                    }
-                }
-            }
-            if own_terms && !node.pods.is_empty() {
-                for (i, term) in pod.required_affinity.iter().enumerate() {
-                    let n = node.count_matching(term.namespaces.as_ref(), &term.selector);
-                    if n > 0 {
-                        bump(
-                            &mut st.affinity[i],
-                            term,
-                            node,
-                            i64::try_from(n).unwrap_or(i64::MAX),
-                        );
-                    }
-                }
-                for term in &pod.required_anti_affinity {
-                    let n = node.count_matching(term.namespaces.as_ref(), &term.selector);
-                    if n > 0 {
-                        bump(
-                            &mut st.anti,
-                            term,
-                            node,
-                            i64::try_from(n).unwrap_or(i64::MAX),
-                        );
-                    }
-                }
-            }
-        }
-        if !own_terms && st.existing_anti.is_empty() {
+        if !own_terms && existing_anti.is_empty() {
             return Status::skip();
         }
+        let st = FilterState {
+            existing_anti,
+            affinity: pod
+                .required_affinity
+                .iter()
+                .map(|t| selected(snap, t))
+                .collect(),
+            anti: pod
+                .required_anti_affinity
+                .iter()
+                .map(|t| selected(snap, t))
+                .collect(),
+        };
         state.write(NAME, st);
         Status::success()
     }
@@ -127,22 +113,18 @@ impl Plugin for InterPodAffinity {
         let Some(st) = state.read::<FilterState>(NAME) else {
             return Status::success();
         };
-        let hit = |counts: &Counts, key: &str| {
+        if st.existing_anti.iter().any(|(key, counts)| {
             node.labels
                 .get(key)
-                .is_some_and(|v| count_in(counts, key, v) > 0)
-        };
-        if st
-            .existing_anti
-            .keys()
-            .any(|key| hit(&st.existing_anti, key))
-        {
+                .is_some_and(|v| counts.get(v).is_some_and(|n| *n > 0))
+        }) {
             return Status::unschedulable(EXISTING_ANTI_AFFINITY);
         }
         if pod
             .required_anti_affinity
             .iter()
-            .any(|t| hit(&st.anti, &t.topology_key))
+            .zip(&st.anti)
+            .any(|(t, counts)| hit(node, &t.topology_key, counts))
         {
             return Status::unschedulable(ANTI_AFFINITY);
         }
@@ -150,11 +132,11 @@ impl Plugin for InterPodAffinity {
             let all_match = pod
                 .required_affinity
                 .iter()
-                .enumerate()
-                .all(|(i, t)| hit(&st.affinity[i], &t.topology_key));
+                .zip(&st.affinity)
+                .all(|(t, counts)| hit(node, &t.topology_key, counts));
             // The first pod of a group that selects itself may go anywhere its topology keys exist;
             // otherwise a self-affine group could never start.
-            let nobody_matches = st.affinity.iter().all(Counts::is_empty);
+            let nobody_matches = st.affinity.iter().all(Domains::is_empty);
             let self_affine = pod.required_affinity.iter().all(|t| t.matches(pod));
             let has_keys = pod
                 .required_affinity
@@ -240,6 +222,10 @@ mod tests {
         json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "zone"})
     }
 
+    fn anti(term: serde_json::Value) -> serde_json::Value {
+        json!({"affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}})
+    }
+
     #[test]
     fn filter_table() {
         let nodes = || {
@@ -287,6 +273,39 @@ mod tests {
                 json!({}),
                 json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("none")]}}}),
                 vec![],
+            ),
+            (
+                "anti-affinity, two requirements (nodes narrowed by one)",
+                json!({}),
+                anti(json!({"labelSelector": {"matchLabels": {"app": "web"},
+                    "matchExpressions": [{"key": "app", "operator": "Exists"}]}, "topologyKey": "zone"})),
+                vec!["b1", "nozone"],
+            ),
+            (
+                "affinity by `in`",
+                json!({}),
+                json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web", "guard"]}]},
+                     "topologyKey": "zone"}]}}}),
+                vec!["a1", "a2", "b1"],
+            ),
+            (
+                "anti-affinity in every namespace",
+                json!({}),
+                anti(
+                    json!({"labelSelector": {"matchLabels": {"app": "web"}}, "namespaceSelector": {},
+                    "topologyKey": "zone"}),
+                ),
+                vec!["b1", "nozone"],
+            ),
+            (
+                "anti-affinity by `notin` (scanned)",
+                json!({}),
+                anti(
+                    json!({"labelSelector": {"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["web"]}]},
+                    "topologyKey": "zone"}),
+                ),
+                vec!["a1", "a2", "nozone"],
             ),
             (
                 "first of a self-affine group",

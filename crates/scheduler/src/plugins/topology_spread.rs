@@ -1,11 +1,14 @@
 //! PodTopologySpread: `topologySpreadConstraints` keep the number of matching pods per domain
 //! within `maxSkew` of the emptiest domain (DoNotSchedule), or prefer emptier domains
-//! (ScheduleAnyway).
+//! (ScheduleAnyway). PreFilter reads the snapshot's per-domain counts (`domains.rs`) when every
+//! node counts, and scans the nodes when the pod's node affinity or a missing key leaves some out.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::sync::Arc;
 
 use rudder_machinery::label_selector::LabelSelector;
 
+use crate::domains::{DomainCounts, bump};
 use crate::framework::{Code, CycleState, MAX_NODE_SCORE, Plugin, Point, Status};
 use crate::plugins::node_affinity::pod_matches_node;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
@@ -26,10 +29,17 @@ struct Constraint {
     self_match: i64,
 }
 
+/// Per constraint: the domains of the eligible nodes, and the matching pods in those of them
+/// that have any (a domain missing from `counts` has none).
+#[derive(Debug, Clone, PartialEq)]
+struct Count {
+    counts: Arc<DomainCounts>,
+    domains: usize,
+}
+
 struct State {
     constraints: Vec<Constraint>,
-    /// Per constraint: domain value → matching pods.
-    counts: Vec<HashMap<String, i64>>,
+    counts: Vec<Arc<DomainCounts>>,
     /// Per constraint: the global minimum the skew is measured from, computed once per pod
     /// (0 when there are fewer domains than `minDomains`, as upstream's minDomains says) —
     /// with a per-node topology key there are as many domains as nodes.
@@ -37,21 +47,22 @@ struct State {
 }
 
 impl State {
-    fn new(constraints: Vec<Constraint>, counts: Vec<HashMap<String, i64>>) -> Self {
+    fn new(constraints: Vec<Constraint>, counts: Vec<Count>) -> Self {
         let min = constraints
             .iter()
             .zip(&counts)
-            .map(|(c, counts)| {
-                if counts.len() < c.min_domains {
+            .map(|(c, count)| {
+                if count.domains < c.min_domains || count.counts.len() < count.domains {
+                    // Too few domains, or one without a matching pod.
                     0
                 } else {
-                    counts.values().copied().min().unwrap_or(0)
+                    count.counts.values().copied().min().unwrap_or(0)
                 }
             })
             .collect();
         State {
             constraints,
-            counts,
+            counts: counts.into_iter().map(|c| c.counts).collect(),
             min,
         }
     }
@@ -83,13 +94,10 @@ fn constraints(pod: &PodInfo, hard: bool) -> Vec<Constraint> {
 }
 
 /// Counts matching pods per domain over the nodes that pass the pod's node affinity (the
-/// default `nodeAffinityPolicy: Honor`) and carry every constraint's key.
-fn count(
-    pod: &PodInfo,
-    constraints: &[Constraint],
-    nodes: &[&NodeInfo],
-) -> Vec<HashMap<String, i64>> {
-    let mut counts = vec![HashMap::new(); constraints.len()];
+/// default `nodeAffinityPolicy: Honor`) and carry every constraint's key, by visiting `nodes`.
+fn count(pod: &PodInfo, constraints: &[Constraint], nodes: &[&NodeInfo]) -> Vec<Count> {
+    let mut counts = vec![DomainCounts::new(); constraints.len()];
+    let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
     let namespace: HashSet<String> = [pod.namespace.clone()].into();
     for node in nodes {
         if !constraints.iter().all(|c| node.labels.contains_key(&c.key))
@@ -101,15 +109,59 @@ fn count(
             let n = i64::try_from(node.count_matching(Some(&namespace), &c.selector))
                 .unwrap_or(i64::MAX);
             let value = &node.labels[&c.key];
-            match counts[i].get_mut(value) {
-                Some(v) => *v += n,
-                None => {
-                    counts[i].insert(value.clone(), n);
-                }
-            }
+            domains[i].insert(value);
+            bump(&mut counts[i], value, n);
         }
     }
     counts
+        .into_iter()
+        .zip(domains)
+        .map(|(counts, domains)| Count {
+            counts: Arc::new(counts),
+            domains: domains.len(),
+        })
+        .collect()
+}
+
+/// The same counts over every node, from the snapshot's per-domain index — when every node is
+/// eligible: the pod has no node selector or required node affinity, and every node carrying
+/// one constraint's key carries all of them (one key, or keys every node has). `None` otherwise.
+fn count_indexed(pod: &PodInfo, constraints: &[Constraint], snap: &Snapshot) -> Option<Vec<Count>> {
+    let spec = pod.pod.spec.as_ref();
+    let node_selector = spec
+        .and_then(|s| s.node_selector.as_ref())
+        .is_some_and(|s| !s.is_empty());
+    let node_affinity = spec
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.node_affinity.as_ref())
+        .is_some_and(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .is_some()
+        });
+    if node_selector || node_affinity {
+        return None;
+    }
+    let first = constraints.first()?;
+    let one_key = constraints.iter().all(|c| c.key == first.key);
+    if !one_key
+        && !constraints
+            .iter()
+            .all(|c| snap.nodes_with_key(&c.key) == snap.nodes.len())
+    {
+        return None;
+    }
+    let namespace: HashSet<String> = [pod.namespace.clone()].into();
+    Some(
+        constraints
+            .iter()
+            .map(|c| Count {
+                counts: snap
+                    .pods_per_domain(Some(&namespace), &c.selector, &c.key)
+                    .merged(),
+                domains: snap.domain_count(&c.key),
+            })
+            .collect(),
+    )
 }
 
 impl Plugin for PodTopologySpread {
@@ -131,8 +183,10 @@ impl Plugin for PodTopologySpread {
         if cs.is_empty() {
             return Status::skip();
         }
-        let nodes: Vec<&NodeInfo> = snap.nodes.iter().collect();
-        let counts = count(pod, &cs, &nodes);
+        let counts = count_indexed(pod, &cs, snap).unwrap_or_else(|| {
+            let nodes: Vec<&NodeInfo> = snap.nodes.iter().collect();
+            count(pod, &cs, &nodes)
+        });
         state.write(NAME, State::new(cs, counts));
         Status::success()
     }
@@ -277,5 +331,104 @@ mod tests {
             &snap,
         );
         assert!(soft[2].1 > soft[1].1 && soft[1].1 > soft[0].1, "{soft:?}");
+    }
+
+    /// The index's counts equal the scan's wherever the index is used, and it is not used
+    /// where some nodes are not eligible.
+    #[test]
+    fn index_and_scan_agree() {
+        let p = |name: &str, labels: serde_json::Value, ns: &str| {
+            let mut p = pod(name, labels, json!({}));
+            p.namespace = ns.into();
+            p
+        };
+        let snap = snapshot(
+            vec![
+                node(
+                    "a1",
+                    json!({"zone": "a", "host": "a1", "disk": "ssd"}),
+                    json!({}),
+                ),
+                node("a2", json!({"zone": "a", "host": "a2"}), json!({})),
+                node("b1", json!({"zone": "b", "host": "b1"}), json!({})),
+                node("c1", json!({"zone": "c", "host": "c1"}), json!({})),
+                node("nozone", json!({"host": "nozone"}), json!({})),
+            ],
+            vec![
+                ("a1", p("w1", json!({"app": "web", "tier": "1"}), "default")),
+                ("a1", p("w2", json!({"app": "web"}), "default")),
+                ("a2", p("w3", json!({"app": "web", "tier": "1"}), "default")),
+                ("b1", p("d1", json!({"app": "db"}), "default")),
+                ("nozone", p("w4", json!({"app": "web"}), "default")),
+                ("c1", p("w5", json!({"app": "web"}), "other")),
+            ],
+        );
+        let constraint = |key: &str, selector: serde_json::Value| {
+            json!({"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": selector, "minDomains": 2})
+        };
+        let web = json!({"matchLabels": {"app": "web"}});
+        let cases = vec![
+            (
+                "one zone constraint",
+                json!({"topologySpreadConstraints": [constraint("zone", web.clone())]}),
+                true,
+            ),
+            (
+                "two requirements",
+                json!({"topologySpreadConstraints": [constraint("zone", json!({"matchLabels": {"app": "web", "tier": "1"}}))]}),
+                true,
+            ),
+            (
+                "negative selector",
+                json!({"topologySpreadConstraints": [constraint("zone",
+                json!({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["db"]}]}))]}),
+                true,
+            ),
+            (
+                "same key twice",
+                json!({"topologySpreadConstraints": [constraint("zone", web.clone()),
+                constraint("zone", json!({"matchLabels": {"app": "db"}}))]}),
+                true,
+            ),
+            (
+                "keys every node has",
+                json!({"topologySpreadConstraints": [constraint("host", web.clone()),
+                constraint("host", json!({}))]}),
+                true,
+            ),
+            (
+                "a key some nodes lack",
+                json!({"topologySpreadConstraints": [constraint("zone", web.clone()),
+                constraint("host", web.clone())]}),
+                false,
+            ),
+            (
+                "node selector",
+                json!({"nodeSelector": {"disk": "ssd"},
+                "topologySpreadConstraints": [constraint("zone", web.clone())]}),
+                false,
+            ),
+            (
+                "required node affinity",
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                {"nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}]}}},
+                "topologySpreadConstraints": [constraint("zone", web.clone())]}),
+                false,
+            ),
+        ];
+        let all: Vec<&NodeInfo> = snap.nodes.iter().collect();
+        for (name, spec, indexed) in cases {
+            let pod = pod("p", json!({"app": "web"}), spec);
+            let cs = constraints(&pod, true);
+            let scan = count(&pod, &cs, &all);
+            match count_indexed(&pod, &cs, &snap) {
+                Some(got) => {
+                    assert!(indexed, "{name}: indexed");
+                    assert_eq!(got, scan, "{name}");
+                }
+                None => assert!(!indexed, "{name}: not indexed"),
+            }
+        }
     }
 }

@@ -17,6 +17,14 @@ fn layout() -> Layout {
 }
 
 fn sandbox(host_network: bool, log_directory: Option<&str>) -> SandboxConfig {
+    sandbox_sharing(host_network, log_directory, false)
+}
+
+fn sandbox_sharing(
+    host_network: bool,
+    log_directory: Option<&str>,
+    share_pid_namespace: bool,
+) -> SandboxConfig {
     SandboxConfig {
         metadata: PodMetadata {
             name: "web".into(),
@@ -29,6 +37,7 @@ fn sandbox(host_network: bool, log_directory: Option<&str>) -> SandboxConfig {
         labels: BTreeMap::from([("app".into(), "web".into())]),
         annotations: BTreeMap::from([("note".into(), "x".into())]),
         host_network,
+        share_pid_namespace,
     }
 }
 
@@ -59,11 +68,31 @@ fn cgroup_parents_and_log_directories() {
 
 #[test]
 fn sandbox_configs_carry_what_create_container_needs_back() {
-    for (host_network, log_dir, want_mode) in [
-        (false, None, cri::NamespaceMode::Pod),
-        (true, Some("/var/log/pods/p"), cri::NamespaceMode::Node),
+    for (host_network, log_dir, share_pid, want_mode, want_pid) in [
+        (
+            false,
+            None,
+            false,
+            cri::NamespaceMode::Pod,
+            cri::NamespaceMode::Container,
+        ),
+        (
+            true,
+            Some("/var/log/pods/p"),
+            false,
+            cri::NamespaceMode::Node,
+            cri::NamespaceMode::Container,
+        ),
+        // shareProcessNamespace: the pause container's PID namespace is the pod's.
+        (
+            false,
+            None,
+            true,
+            cri::NamespaceMode::Pod,
+            cri::NamespaceMode::Pod,
+        ),
     ] {
-        let config = sandbox(host_network, log_dir);
+        let config = sandbox_sharing(host_network, log_dir, share_pid);
         let c = pod_sandbox_config(&config, &layout());
         let ns = c
             .linux
@@ -72,7 +101,7 @@ fn sandbox_configs_carry_what_create_container_needs_back() {
             .and_then(|s| s.namespace_options.as_ref())
             .expect("namespace options");
         assert_eq!(ns.network, want_mode as i32);
-        assert_eq!(ns.pid, cri::NamespaceMode::Container as i32);
+        assert_eq!(ns.pid, want_pid as i32);
         assert_eq!(c.hostname, if host_network { "" } else { "web" });
         assert_eq!(c.metadata.as_ref().map(|m| m.attempt), Some(2));
         assert_eq!(
@@ -120,6 +149,7 @@ fn sandbox_configs_carry_what_create_container_needs_back() {
         }
         let back = sandbox_config_of(&s, &status.annotations);
         assert_eq!(back.host_network, host_network);
+        assert_eq!(back.share_pid_namespace, share_pid);
         assert_eq!(
             pod_sandbox_config(&back, &layout()),
             c,
@@ -232,6 +262,16 @@ fn container_configs() {
     );
     assert_eq!(c.envs[0].key, "A");
     assert!(c.mounts[0].readonly);
+    assert!(!c.tty && !c.stdin && !c.annotations.contains_key(TTY));
+    let on_terminal = ContainerConfig {
+        stdin: true,
+        stdin_once: true,
+        tty: true,
+        ..config.clone()
+    };
+    let t = container_config(&on_terminal, &SandboxId("sb".into()));
+    assert!(t.tty && t.stdin && t.stdin_once);
+    assert_eq!(t.annotations.get(TTY).map(String::as_str), Some("true"));
     let linux = c.linux.as_ref().expect("linux");
     let r = linux.resources.as_ref().expect("resources");
     // A quota without a period gets the CFS default period.
@@ -265,6 +305,44 @@ fn container_configs() {
             (0, 0, 0)
         );
         assert_eq!(linux.security_context.expect("sc").no_new_privs, want_nnp);
+    }
+}
+
+#[test]
+fn pid_namespace_options() {
+    let target = ContainerId("c0ffee".into());
+    for (mode, want_pid, want_target) in [
+        (PidNamespace::Container, cri::NamespaceMode::Container, ""),
+        (PidNamespace::Pod, cri::NamespaceMode::Pod, ""),
+        (
+            PidNamespace::Target(target.clone()),
+            cri::NamespaceMode::Target,
+            "c0ffee",
+        ),
+    ] {
+        let cfg = ContainerConfig {
+            pid_namespace: mode.clone(),
+            ..Default::default()
+        };
+        let ns = container_config(&cfg, &SandboxId("sb".into()))
+            .linux
+            .and_then(|l| l.security_context)
+            .and_then(|s| s.namespace_options)
+            .expect("namespace options");
+        assert_eq!(
+            (ns.pid, ns.target_id.as_str()),
+            (want_pid as i32, want_target),
+            "{mode:?}"
+        );
+        // The pod's network and IPC namespaces whatever the PID mode.
+        assert_eq!(
+            (ns.network, ns.ipc),
+            (
+                cri::NamespaceMode::Pod as i32,
+                cri::NamespaceMode::Pod as i32
+            ),
+            "{mode:?}"
+        );
     }
 }
 

@@ -1,5 +1,5 @@
 //! The CRI exec client against a scripted streaming server: the upgrade, the streams it opens,
-//! stdin half-closed at its end, output and the exit status.
+//! stdin half-closed at its end, output and the exit status, a terminal's size and resizes.
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -137,5 +137,96 @@ async fn stdin_ends_and_the_exit_code_arrives() {
     assert_eq!(
         server.await.expect("server"),
         ["error", "stdin", "stdout", "stderr"]
+    );
+}
+
+/// Plays containerd's streaming server for an exec on a terminal: records the stream types
+/// opened and every size that arrives on the resize stream, in order; once it has `sizes`
+/// of them, writes a success status and goes away.
+async fn serve_terminal(
+    listener: tokio::net::TcpListener,
+    sizes: usize,
+) -> (Vec<String>, Vec<serde_json::Value>) {
+    let (mut tcp, _) = listener.accept().await.expect("accept");
+    let mut buf = BytesMut::new();
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        assert!(tcp.read_buf(&mut buf).await.expect("read") > 0);
+    };
+    let _ = buf.split_to(end);
+    tcp.write_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+          X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let (mut rd, mut wr) = (HeaderCodec::new(), HeaderCodec::new());
+    let (mut kinds, mut seen) = (Vec::new(), Vec::new());
+    let mut resize_id = 0;
+    let mut out = BytesMut::new();
+    loop {
+        while let Some(frame) = spdy_frame::decode(&mut buf, &mut rd).expect("frame") {
+            match frame {
+                Frame::SynStream {
+                    stream_id, headers, ..
+                } => {
+                    if headers[0].1 == "resize" {
+                        resize_id = stream_id;
+                    }
+                    kinds.push(headers[0].1.clone());
+                    spdy_frame::syn_reply(&mut out, &mut wr, stream_id, false);
+                }
+                Frame::Data {
+                    stream_id, data, ..
+                } if stream_id == resize_id => {
+                    let mut it = serde_json::Deserializer::from_slice(&data).into_iter();
+                    seen.extend(it.by_ref().map(|v| v.expect("a JSON size")));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        if seen.len() >= sizes {
+            spdy_frame::data(&mut out, 1, br#"{"status":"Success"}"#, true);
+            spdy_frame::goaway(&mut out, 5);
+            tcp.write_all(&out).await.expect("write");
+            return (kinds, seen);
+        }
+        tcp.write_all(&out).await.expect("write");
+        out.clear();
+        assert!(
+            tcp.read_buf(&mut buf).await.expect("read") > 0,
+            "client left"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_terminal_gets_its_size_first_then_resizes() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/exec/tok", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(serve_terminal(listener, 2));
+    let request = ExecRequest {
+        terminal_size: Some((91, 17)),
+        ..request(false, true)
+    };
+    let mut p = exec(&url, &request).await.expect("exec");
+    let resize = p.resize.take().expect("a terminal can be resized");
+    resize(120, 40).expect("resize");
+    let code = tokio::time::timeout(std::time::Duration::from_secs(10), p.wait)
+        .await
+        .expect("exit in time");
+    assert_eq!(code.expect("exit code"), 0);
+    let (kinds, sizes) = server.await.expect("server");
+    assert_eq!(kinds, ["error", "stdout", "resize"]);
+    assert_eq!(
+        sizes,
+        [
+            serde_json::json!({"Width": 91, "Height": 17}),
+            serde_json::json!({"Width": 120, "Height": 40}),
+        ]
     );
 }
