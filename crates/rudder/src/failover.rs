@@ -230,6 +230,25 @@ mod tests {
         l.local_addr().expect("addr").port()
     }
 
+    /// A server on a free port of 127.0.0.1 that runs `serve` on each connection (a task each);
+    /// its address.
+    async fn local_server<F, Fut>(serve: F) -> std::net::SocketAddr
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket));
+            }
+        });
+        addr
+    }
+
     fn config(url: &str) -> kube::Config {
         kube::Config::new(url.parse().expect("url"))
     }
@@ -245,17 +264,12 @@ mod tests {
         assert_eq!(classify(&err), Failure::NotSent, "{err:?}");
 
         // A server that accepts and closes without answering: the request went out.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                use tokio::io::AsyncReadExt;
-                let mut buf = [0u8; 1024];
-                let _ = socket.read(&mut buf).await;
-            }
-        });
+        let addr = local_server(|mut socket| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+        })
+        .await;
         let client = kube::Client::try_from(config(&format!("http://{addr}"))).expect("client");
         let err = client
             .send(Request::new(Body::empty()))
@@ -267,27 +281,20 @@ mod tests {
     #[tokio::test]
     async fn requests_move_to_the_next_server_when_one_is_down() {
         // A server that answers every request with 200 and the text "up".
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = socket.read(&mut buf).await {
-                        if n == 0 {
-                            break;
-                        }
-                        let reply = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup";
-                        if socket.write_all(reply.as_bytes()).await.is_err() {
-                            break;
-                        }
-                    }
-                });
+        let addr = local_server(|mut socket| async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = socket.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                let reply = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nup";
+                if socket.write_all(reply.as_bytes()).await.is_err() {
+                    break;
+                }
             }
-        });
+        })
+        .await;
         let down = format!("http://127.0.0.1:{}", closed_port());
         let up = format!("http://{addr}");
         let client = client(config(&down), &[down.clone(), up.clone()]).expect("client");

@@ -6,9 +6,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
+use common::cluster::{Agent, items};
 use common::node::wait_for;
 use common::workloads::deploy_web;
 use common::{Server, json};
@@ -17,62 +17,10 @@ const KUBECTL: &str = "/usr/bin/kubectl";
 const NODES: usize = 20;
 const REPLICAS: usize = 50;
 
-/// A `rudder agent` process, killed by PID when dropped.
-struct Agent {
-    child: Option<Child>,
-    log: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &Path, args: &[&str]) -> Agent {
-        let log = dir.join("agent.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .arg("agent")
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("agent log"))
-            .spawn()
-            .expect("spawn rudder agent");
-        Agent {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGKILL, as a crashed machine: no clean shutdown, the heartbeats just stop.
-    fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 fn get(s: &Server, args: &[&str]) -> serde_json::Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     json(&s.ok_kubectl(KUBECTL, &all))
-}
-
-fn items(v: &serde_json::Value) -> Vec<serde_json::Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
 }
 
 fn ready(node: &serde_json::Value) -> Option<String> {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use common::node::wait_for;
-use common::{Server, free_port, json};
+use common::{Server, backup, free_port, json};
 use rudder_store_etcd::testing::EtcdProcess;
 
 const KUBECTL: &str = "/usr/bin/kubectl";
@@ -112,16 +112,7 @@ fn an_etcd_snapshot_restores_every_object_of_the_cluster() {
     ]);
 
     // Objects of several kinds, a custom resource among them.
-    s.namespace(KUBECTL, "backup");
-    for i in 0..10 {
-        s.configmap(
-            KUBECTL,
-            "backup",
-            &format!("cm-{i}"),
-            "value",
-            &format!("v{i}"),
-        );
-    }
+    backup::populate(&s, KUBECTL, 2);
     s.ok_kubectl(
         KUBECTL,
         &[
@@ -134,28 +125,6 @@ fn an_etcd_snapshot_restores_every_object_of_the_cluster() {
             "--from-literal=pw=s3cret",
         ],
     );
-    s.create(
-        KUBECTL,
-        Some("backup"),
-        r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},
-            "spec":{"replicas":2,"selector":{"matchLabels":{"app":"web"}},
-            "template":{"metadata":{"labels":{"app":"web"}},
-            "spec":{"containers":[{"name":"c","image":"busybox"}]}}}}"#,
-    );
-    s.create(
-        KUBECTL,
-        None,
-        r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
-            "metadata":{"name":"widgets.example.com"},
-            "spec":{"group":"example.com","scope":"Namespaced",
-            "names":{"plural":"widgets","singular":"widget","kind":"Widget"},
-            "versions":[{"name":"v1","served":true,"storage":true,
-            "schema":{"openAPIV3Schema":{"type":"object","x-kubernetes-preserve-unknown-fields":true}}}]}}"#,
-    );
-    wait_for("the Widget resource served", 30, || {
-        let out = s.kubectl(KUBECTL, &["get", "widgets", "-n", "backup"]);
-        out.status.success().then_some(())
-    });
     s.create(
         KUBECTL,
         Some("backup"),
@@ -257,7 +226,7 @@ fn an_etcd_snapshot_restores_every_object_of_the_cluster() {
         KUBECTL,
         &["get", "configmap", "cm-7", "-n", "backup", "-o", "json"],
     ));
-    assert_eq!(cm["data"]["value"], "v7");
+    assert_eq!(cm["data"]["k"], "value 7");
     let secret = json(&s.ok_kubectl(
         KUBECTL,
         &["get", "secret", "creds", "-n", "backup", "-o", "json"],

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::cluster::{self, servers_sharing_pki};
 use common::node::wait_for;
 use rudder_store_etcd::testing::EtcdProcess;
 
@@ -21,13 +22,7 @@ const PERIOD: Duration = Duration::from_secs(10);
 const MARGIN: Duration = Duration::from_secs(3);
 
 fn get(s: &Server, args: &[&str]) -> Option<serde_json::Value> {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = s.kubectl(KUBECTL, &all);
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
+    cluster::try_get(s, KUBECTL, args)
 }
 
 fn array(v: &serde_json::Value) -> Vec<serde_json::Value> {
@@ -128,13 +123,7 @@ fn the_kubernetes_endpoints_name_every_live_server() {
         "--service-cluster-ip-range",
         "10.96.0.0/24",
     ];
-    let mut a = Server::start_with(&shared);
-    let pki = a.data_dir().join("pki");
-    let pki = pki.to_str().expect("UTF-8 path").to_owned();
-    let mut args = shared.to_vec();
-    args.extend(["--pki-from", &pki]);
-    let mut b = Server::start_with(&args);
-    let c = Server::start_with(&args);
+    let [mut a, mut b, c] = servers_sharing_pki(&shared);
 
     // Each server adds itself at start: all three are named once the last is ready.
     let all = addresses(&[&a, &b, &c]);

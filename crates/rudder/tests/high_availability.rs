@@ -10,12 +10,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::Server;
+use common::cluster::{self, Agent, items, servers_sharing_pki};
 use common::node::wait_for;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -33,62 +33,9 @@ const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// election after the member kill delaying a write).
 const TAKEOVER_MARGIN: Duration = Duration::from_secs(3);
 
-/// A `rudder agent` process, killed by PID when dropped.
-struct Agent {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &Path, args: &[String]) -> Agent {
-        let log = dir.join("agent.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_rudder"))
-            .arg("agent")
-            .args(args)
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("agent log"))
-            .spawn()
-            .expect("spawn rudder agent");
-        Agent {
-            child: Some(child),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// `kubectl get ... -o json` through `s`, `None` when it fails (an etcd election, say).
 fn try_get(s: &Server, args: &[&str]) -> Option<serde_json::Value> {
-    let mut all = args.to_vec();
-    all.extend(["-o", "json"]);
-    let out = s.kubectl(KUBECTL, &all);
-    if !out.status.success() {
-        return None;
-    }
-    serde_json::from_slice(&out.stdout).ok()
-}
-
-fn items(v: &serde_json::Value) -> Vec<serde_json::Value> {
-    v["items"].as_array().cloned().unwrap_or_default()
+    cluster::try_get(s, KUBECTL, args)
 }
 
 /// The holder of `kube-system/<name>` and when it acquired it.
@@ -201,14 +148,7 @@ fn the_control_plane_survives_losing_its_leader_and_an_etcd_member_mid_rollout()
         "--service-cluster-ip-range",
         "10.96.0.0/24",
     ];
-    let mut servers = vec![Server::start_with(&shared)];
-    let pki = servers[0].data_dir().join("pki");
-    let pki = pki.to_str().expect("UTF-8 path").to_owned();
-    for _ in 1..3 {
-        let mut args = shared.to_vec();
-        args.extend(["--pki-from", &pki]);
-        servers.push(Server::start_with(&args));
-    }
+    let mut servers: [Server; 3] = servers_sharing_pki(&shared);
     // One cluster: every server presents a certificate of the same CA and the admin
     // kubeconfig of one works against all (the harness checked each server's own).
     let ca = std::fs::read_to_string(servers[0].data_dir().join("pki/ca.crt")).expect("CA");
@@ -240,14 +180,14 @@ fn the_control_plane_survives_losing_its_leader_and_an_etcd_member_mid_rollout()
     let mut agent = Agent::start(
         work.path(),
         &[
-            "--simulate".into(),
-            NODES.to_string(),
-            "--simulate-prefix".into(),
-            "ha".into(),
-            "--kubeconfig".into(),
-            kubeconfig.to_str().expect("UTF-8 path").into(),
-            "--server".into(),
-            urls.join(","),
+            "--simulate",
+            &NODES.to_string(),
+            "--simulate-prefix",
+            "ha",
+            "--kubeconfig",
+            kubeconfig.to_str().expect("UTF-8 path"),
+            "--server",
+            &urls.join(","),
         ],
     );
     let w = &servers[witness];

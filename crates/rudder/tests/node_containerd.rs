@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::node::wait_for;
+use common::node::{busybox_pod, running, wait_for};
 use common::streams::{
     check_cp_round_trip, check_exec_output, check_exec_stdin, check_port_forward,
     check_terminal_size, exec_in_terminal, http_get,
@@ -23,30 +23,13 @@ use common::{KUBECTLS, Server, json};
 use rudder_runtime::testing::TestImage;
 use rudder_runtime::testing::containerd::Containerd;
 
+/// A busybox pod running `script`, with `extra` fields in its spec.
 fn pod(name: &str, node: &str, script: &str, extra: serde_json::Value) -> String {
-    let mut p = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", script],
-            }],
-        },
-    });
+    let mut p = busybox_pod(node, name, script);
     if let (Some(spec), Some(extra)) = (p["spec"].as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
     p.to_string()
-}
-
-fn running(s: &Server, k: &str, name: &str) -> serde_json::Value {
-    wait_for(&format!("pod {name} to run"), 90, || {
-        let p = json(&s.ok_kubectl(k, &["get", "pod", name, "-o", "json"]));
-        (p["status"]["phase"] == "Running").then_some(p)
-    })
 }
 
 /// Whether IPv4 `ip` lies in `cidr`.
@@ -112,7 +95,7 @@ fn the_agent_runs_pods_on_containerd() {
             serde_json::json!({}),
         ),
     );
-    let web = running(&s, k, "web");
+    let web = running(&s, k, "web", 90);
     let ip = web["status"]["podIP"].as_str().expect("podIP").to_owned();
     assert!(in_cidr(&ip, &pod_cidr), "{ip} not in {pod_cidr}");
     let cid = web["status"]["containerStatuses"][0]["containerID"]
@@ -141,7 +124,7 @@ fn the_agent_runs_pods_on_containerd() {
             serde_json::json!({}),
         ),
     );
-    running(&s, k, "talker");
+    running(&s, k, "talker", 90);
     let logs = wait_for("logs", 20, || {
         let out = s.ok_kubectl(k, &["logs", "talker"]);
         out.contains("line 2").then_some(out)
@@ -228,7 +211,7 @@ fn the_agent_runs_pods_on_containerd() {
             serde_json::json!({"hostNetwork": true}),
         ),
     );
-    let hostnet = running(&s, k, "hostnet");
+    let hostnet = running(&s, k, "hostnet", 90);
     assert_eq!(
         hostnet["status"]["podIP"], hostnet["status"]["hostIP"],
         "{hostnet}"

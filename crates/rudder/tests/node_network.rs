@@ -5,24 +5,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::node::{node_with_busybox, wait_for};
+use common::node::{busybox_pod, node_with_busybox, wait_for};
 use common::{KUBECTLS, json};
 
+/// A busybox pod running `command` with its own address in `MY_IP`.
 fn pod(name: &str, node: &str, command: &str) -> String {
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", command],
-                "env": [{"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
-            }],
-        },
-    })
-    .to_string()
+    let mut pod = busybox_pod(node, name, command);
+    pod["spec"]["containers"][0]["env"] = serde_json::json!([
+        {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]);
+    pod.to_string()
 }
 
 #[test]

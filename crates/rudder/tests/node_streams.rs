@@ -5,28 +5,18 @@
 
 mod common;
 
+use common::KUBECTLS;
 use common::attach;
-use common::node::{node_with_busybox, wait_for};
+use common::node::{busybox_pod, node_with_busybox, running};
 use common::streams::{
     check_cp_round_trip, check_exec_output, check_exec_stdin, check_port_forward,
     check_terminal_size, exec_in_terminal, kubectl,
 };
-use common::{KUBECTLS, json};
 
+/// The pod `web` the stream checks run against: httpd on 8080 answers "hello from the pod".
 fn web_pod(node: &str) -> String {
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "web"},
-        "spec": {
-            "nodeName": node,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", "mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p 8080 -h /www"],
-            }],
-        },
-    })
-    .to_string()
+    let script = "mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p 8080 -h /www";
+    busybox_pod(node, "web", script).to_string()
 }
 
 #[test]
@@ -34,10 +24,7 @@ fn exec_cp_and_port_forward() {
     let (s, node) = node_with_busybox();
     let newest = KUBECTLS[KUBECTLS.len() - 1];
     s.create(newest, None, &web_pod(&node));
-    wait_for("the pod to run", 60, || {
-        let pod = json(&s.ok_kubectl(newest, &["get", "pod", "web", "-o", "json"]));
-        (pod["status"]["phase"] == "Running").then_some(())
-    });
+    running(&s, newest, "web", 60);
     let payload: Vec<u8> = (0..600_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let local = s.dir.path().join("payload.bin");
     std::fs::write(&local, &payload).expect("write payload");

@@ -11,8 +11,8 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::Server;
 use common::node::wait_for;
+use common::{Server, backup};
 
 const KUBECTL: &str = "/usr/bin/kubectl";
 
@@ -69,49 +69,15 @@ fn list_items(s: &Server, path: &str) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
+/// [`backup::populate`], a Secret and three Widgets.
 fn setup(s: &Server) {
-    s.namespace(KUBECTL, "backup");
-    for i in 0..10 {
-        s.configmap(
-            KUBECTL,
-            "backup",
-            &format!("cm-{i}"),
-            "k",
-            &format!("value {i}"),
-        );
-    }
+    backup::populate(s, KUBECTL, 1);
     s.create(
         KUBECTL,
         Some("backup"),
         r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db"},"type":"Opaque",
             "data":{"password":"aHVudGVyMg=="}}"#,
     );
-    s.create(
-        KUBECTL,
-        None,
-        r#"{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
-            "metadata":{"name":"widgets.example.com"},
-            "spec":{"group":"example.com","scope":"Namespaced",
-              "names":{"plural":"widgets","singular":"widget","kind":"Widget"},
-              "versions":[{"name":"v1","served":true,"storage":true,
-                "schema":{"openAPIV3Schema":{"type":"object",
-                  "x-kubernetes-preserve-unknown-fields":true}}}]}}"#,
-    );
-    s.ok_kubectl(
-        KUBECTL,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "crd/widgets.example.com",
-            "--timeout=60s",
-        ],
-    );
-    wait_for("widgets served", 30, || {
-        s.kubectl(KUBECTL, &["get", "widgets", "-n", "backup"])
-            .status
-            .success()
-            .then_some(())
-    });
     for i in 0..3 {
         s.create(
             KUBECTL,
@@ -122,14 +88,6 @@ fn setup(s: &Server) {
             ),
         );
     }
-    s.create(
-        KUBECTL,
-        Some("backup"),
-        r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},
-            "spec":{"replicas":1,"selector":{"matchLabels":{"app":"web"}},
-            "template":{"metadata":{"labels":{"app":"web"}},
-            "spec":{"containers":[{"name":"c","image":"busybox"}]}}}}"#,
-    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use rudder_runtime::{AttachRequest, ContainerId, ContainerRuntime};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::exec::{FromClient, Options, ToClient, apply, feed, pump, to_bytes};
+use super::exec::{FromClient, Options, Process, ToClient, drive};
 
 /// The final `Status` of an attach session.
 pub fn status(result: &Result<(), String>) -> serde_json::Value {
@@ -41,36 +41,17 @@ pub async fn run(
         stdout: opts.stdout,
         stderr: opts.stderr,
     };
-    let mut attachment = match runtime.attach(&id, request).await {
-        Ok(a) => a,
-        Err(e) => {
-            let status = status(&Err(e.to_string()));
-            let _ = to.send(ToClient::Status(to_bytes(&status))).await;
-            return;
-        }
-    };
-    let mut stdin_tx = attachment.stdin.take().map(feed);
-    let resize = attachment.resize.take();
-    let stdout = pump(attachment.stdout, opts.stdout.then(|| to.clone()), true);
-    let stderr = pump(attachment.stderr, opts.stderr.then(|| to.clone()), false);
-    let done = attachment.done;
-    let finished = async move {
-        let (result, (), ()) = tokio::join!(done, stdout, stderr);
-        result
-    };
-    tokio::pin!(finished);
-    let result = loop {
-        tokio::select! {
-            result = &mut finished => break result,
-            msg = from.recv() => match msg {
-                Some(msg) => apply(msg, &mut stdin_tx, resize.as_ref()).await,
-                // The client left: dropping the attachment detaches.
-                None => return,
-            },
-        }
-    };
-    let status = status(&result.map_err(|e| e.to_string()));
-    let _ = to.send(ToClient::Status(to_bytes(&status))).await;
+    let started = runtime.attach(&id, request).await.map(|a| Process {
+        stdin: a.stdin,
+        stdout: a.stdout,
+        stderr: a.stderr,
+        resize: a.resize,
+        done: a.done,
+    });
+    drive(started, &opts, Vec::new(), &mut from, &to, |outcome| {
+        status(&outcome)
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -163,52 +163,86 @@ pub async fn run(
         tty: opts.tty,
         terminal_size,
     };
-    let mut proc = match runtime.exec(&id, request).await {
+    let started = runtime.exec(&id, request).await.map(|p| Process {
+        stdin: p.stdin,
+        stdout: p.stdout,
+        stderr: p.stderr,
+        resize: p.resize,
+        done: p.wait,
+    });
+    let status = |outcome: Result<i32, String>| match outcome {
+        Ok(code) => exit_status(&opts.command, code),
+        Err(e) => error_status(&e),
+    };
+    drive(started, &opts, early, &mut from, &to, status).await;
+}
+
+/// A process a session talks to: an exec'd command, or the main process of an attachment.
+pub(super) struct Process<T> {
+    pub stdin: Option<rudder_runtime::ExecWriter>,
+    pub stdout: ExecReader,
+    pub stderr: ExecReader,
+    pub resize: Option<rudder_runtime::ResizeFn>,
+    /// Resolves once the process exited (or the attachment ended).
+    pub done: futures::future::BoxFuture<'static, rudder_runtime::Result<T>>,
+}
+
+/// Runs a session on the process the runtime `started`: moves the client's input and resizes
+/// (`early` first, what arrived before the process started) to it and its outputs to the
+/// client until it is done and both outputs ended, then hands the client the `Status` that
+/// `status` makes of the outcome (the runtime's error, or what the process ended with). If the
+/// client leaves first, returns at once: dropping the process kills an exec'd command and
+/// detaches an attachment.
+pub(super) async fn drive<T>(
+    started: rudder_runtime::Result<Process<T>>,
+    opts: &Options,
+    early: Vec<FromClient>,
+    from: &mut mpsc::Receiver<FromClient>,
+    to: &mpsc::Sender<ToClient>,
+    status: impl FnOnce(Result<T, String>) -> serde_json::Value,
+) {
+    let process = match started {
         Ok(p) => p,
         Err(e) => {
             let _ = to
-                .send(ToClient::Status(to_bytes(&error_status(&e.to_string()))))
+                .send(ToClient::Status(to_bytes(&status(Err(e.to_string())))))
                 .await;
             return;
         }
     };
-    let mut stdin_tx = proc.stdin.take().map(feed);
-    let resize = proc.resize.take();
-    let stdout = pump(proc.stdout, opts.stdout.then(|| to.clone()), true);
-    let stderr = pump(proc.stderr, opts.stderr.then(|| to.clone()), false);
-    let wait = proc.wait;
+    let mut stdin_tx = process.stdin.map(feed);
+    let resize = process.resize;
+    let stdout = pump(process.stdout, opts.stdout.then(|| to.clone()), true);
+    let stderr = pump(process.stderr, opts.stderr.then(|| to.clone()), false);
+    let done = process.done;
     // The outputs are read while the process runs (a full pipe would stall it) and until
     // they end, which can be after it exited.
     let finished = async move {
-        let (code, (), ()) = tokio::join!(wait, stdout, stderr);
-        code
+        let (result, (), ()) = tokio::join!(done, stdout, stderr);
+        result
     };
     tokio::pin!(finished);
     let mut early = early.into_iter();
-    let code = loop {
+    let result = loop {
         if let Some(msg) = early.next() {
             apply(msg, &mut stdin_tx, resize.as_ref()).await;
             continue;
         }
         tokio::select! {
-            code = &mut finished => break code,
+            result = &mut finished => break result,
             msg = from.recv() => match msg {
                 Some(msg) => apply(msg, &mut stdin_tx, resize.as_ref()).await,
-                // The client left: dropping the process kills it.
                 None => return,
             },
         }
     };
-    let status = match code {
-        Ok(code) => exit_status(&opts.command, code),
-        Err(e) => error_status(&e.to_string()),
-    };
+    let status = status(result.map_err(|e| e.to_string()));
     let _ = to.send(ToClient::Status(to_bytes(&status))).await;
 }
 
 /// A sender whose messages a task writes to `w`: a process that does not read its stdin must
 /// not stall the session. Dropping the sender ends the input.
-pub(super) fn feed(mut w: rudder_runtime::ExecWriter) -> mpsc::Sender<Bytes> {
+fn feed(mut w: rudder_runtime::ExecWriter) -> mpsc::Sender<Bytes> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(16);
     tokio::spawn(async move {
         while let Some(d) = rx.recv().await {
@@ -222,7 +256,7 @@ pub(super) fn feed(mut w: rudder_runtime::ExecWriter) -> mpsc::Sender<Bytes> {
 }
 
 /// Passes one client message to the process.
-pub(super) async fn apply(
+async fn apply(
     msg: FromClient,
     stdin: &mut Option<mpsc::Sender<Bytes>>,
     resize: Option<&rudder_runtime::ResizeFn>,
@@ -246,7 +280,7 @@ pub(super) async fn apply(
 
 /// Copies one output of the process to the client (or drains it if the client did not ask for
 /// it), then closes the client's side.
-pub(super) async fn pump(mut reader: ExecReader, to: Option<mpsc::Sender<ToClient>>, stdout: bool) {
+async fn pump(mut reader: ExecReader, to: Option<mpsc::Sender<ToClient>>, stdout: bool) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match reader.read(&mut buf).await {

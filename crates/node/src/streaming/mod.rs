@@ -38,11 +38,7 @@ pub async fn exec(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
-    let query = rudder_machinery::query::parse_multi(req.uri().query());
-    match exec::Options::from_query(&query) {
-        Ok(opts) => session(req, runtime, ns, pod, container, opts).await,
-        Err(msg) => reply(StatusCode::BAD_REQUEST, msg),
-    }
+    session(req, runtime, ns, pod, container, exec::Options::from_query).await
 }
 
 /// `/attach/{ns}/{pod}/{container}`: upgrades and attaches to the container's main process.
@@ -53,22 +49,35 @@ pub async fn attach(
     pod: &str,
     container: &str,
 ) -> Response<Body> {
-    let query = rudder_machinery::query::parse_multi(req.uri().query());
-    match exec::Options::attach_from_query(&query) {
-        Ok(opts) => session(req, runtime, ns, pod, container, opts).await,
-        Err(msg) => reply(StatusCode::BAD_REQUEST, msg),
-    }
+    session(
+        req,
+        runtime,
+        ns,
+        pod,
+        container,
+        exec::Options::attach_from_query,
+    )
+    .await
 }
 
-/// An exec or attach session on the newest running container `container` of the pod.
+/// Reads an exec or attach request's options from its query.
+type ReadOptions = fn(&[(String, String)]) -> Result<exec::Options, String>;
+
+/// An exec or attach session, as `options` reads the query, on the newest running container
+/// `container` of the pod.
 async fn session(
     req: Request<hyper::body::Incoming>,
     runtime: Arc<dyn ContainerRuntime>,
     ns: &str,
     pod: &str,
     container: &str,
-    opts: exec::Options,
+    options: ReadOptions,
 ) -> Response<Body> {
+    let query = rudder_machinery::query::parse_multi(req.uri().query());
+    let opts = match options(&query) {
+        Ok(opts) => opts,
+        Err(msg) => return reply(StatusCode::BAD_REQUEST, msg),
+    };
     let id = match running_container(&*runtime, ns, pod, container).await {
         Ok(id) => id,
         Err(msg) => return reply(StatusCode::BAD_REQUEST, msg),

@@ -7,53 +7,19 @@
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use super::Server;
-use super::node::wait_for;
+use super::node::{busybox_container, busybox_pod, pod_on, running, wait_for};
+use super::{Server, streams};
 
 /// A pod `name` on `node` whose container prints `tick-N` five times a second.
 pub fn ticker_pod(node: &str, name: &str) -> String {
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"],
-            }],
-        },
-    })
-    .to_string()
+    let ticks = "i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done";
+    busybox_pod(node, name, ticks).to_string()
 }
 
 /// Creates [`ticker_pod`] and waits for it to run.
 pub fn start_ticker(s: &Server, k: &str, node: &str, name: &str) {
     s.create(k, None, &ticker_pod(node, name));
-    wait_for(&format!("pod {name} to run"), 90, || {
-        let p = super::json(&s.ok_kubectl(k, &["get", "pod", name, "-o", "json"]));
-        (p["status"]["phase"] == "Running").then_some(())
-    });
-}
-
-/// Runs kubectl with `input` on its stdin, which stays open until kubectl exits: a tty
-/// container's attachment would end at the end of input (as upstream's does), before the
-/// container answered.
-fn kubectl_with_input(s: &Server, k: &str, args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(k)
-        .arg("--kubeconfig")
-        .arg(s.kubeconfig())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin.write_all(input).expect("write kubectl's stdin");
-    let out = child.wait_with_output().expect("kubectl output");
-    drop(stdin);
-    out
+    running(s, k, name, 90);
 }
 
 fn text(b: &[u8]) -> String {
@@ -123,79 +89,58 @@ pub fn check_attach_errors(s: &Server, k: &str, pod: &str) {
     );
 }
 
-/// `kubectl run -i --rm --restart=Never` (stdin, stdinOnce): piped input reaches the
-/// container, its end closes the container's stdin so `cat` ends, the output comes back and the
-/// container's exit code is kubectl's; the pod is deleted.
-pub fn check_run_interactive(s: &Server, k: &str, name: &str) {
-    let out = super::streams::kubectl(
-        s,
-        k,
-        &[
-            "run",
-            name,
-            "-i",
-            "--rm",
-            "--restart=Never",
-            "--image=busybox:1.36",
-            "--image-pull-policy=IfNotPresent",
-            "--",
-            "sh",
-            "-c",
-            "cat; echo done; exit 3",
-        ],
-        b"line one\nline two\n",
-    );
+/// The arguments of `kubectl run NAME FLAG --rm --restart=Never` of busybox running `sh -c
+/// script` (FLAG: `-i`, or `-it` for a terminal).
+fn run_args<'a>(name: &'a str, flag: &'a str, script: &'a str) -> [&'a str; 11] {
+    [
+        "run",
+        name,
+        flag,
+        "--rm",
+        "--restart=Never",
+        "--image=busybox:1.36",
+        "--image-pull-policy=IfNotPresent",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]
+}
+
+/// What every `kubectl run --rm` of pod `name` must show: kubectl attached, its output holds
+/// `want`, its exit code is the container's `code`, and the pod was deleted.
+fn check_ran(k: &str, name: &str, out: &Output, want: &str, code: i32) {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(
-        stdout.contains("line one\nline two\ndone\n"),
-        "{k}: {stdout}\n{stderr}"
-    );
+    assert!(stdout.contains(want), "{k}: {stdout}\n{stderr}");
     assert!(!stderr.contains("couldn't attach"), "{k}: {stderr}");
-    assert_eq!(out.status.code(), Some(3), "{k}: {stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(code), "{k}: {stdout}\n{stderr}");
     assert!(
         stdout.contains(&format!("pod \"{name}\" deleted")),
         "{k}: {stdout}"
     );
+}
+
+/// `kubectl run -i --rm --restart=Never` (stdin, stdinOnce): piped input reaches the
+/// container, its end closes the container's stdin so `cat` ends, the output comes back and the
+/// container's exit code is kubectl's; the pod is deleted.
+pub fn check_run_interactive(s: &Server, k: &str, name: &str) {
+    let args = run_args(name, "-i", "cat; echo done; exit 3");
+    let out = streams::kubectl(s, k, &args, b"line one\nline two\n");
+    check_ran(k, name, &out, "line one\nline two\ndone\n", 3);
 }
 
 /// `kubectl run -it --rm --restart=Never` (a tty container): piped input is read through the
 /// container's terminal and the answer comes back; the pod is deleted.
 pub fn check_run_terminal(s: &Server, k: &str, name: &str) {
-    let out = kubectl_with_input(
-        s,
-        k,
-        &[
-            "run",
-            name,
-            "-it",
-            "--rm",
-            "--restart=Never",
-            "--image=busybox:1.36",
-            "--image-pull-policy=IfNotPresent",
-            "--",
-            "sh",
-            "-c",
-            "read x; echo got-$x term-$TERM",
-        ],
-        b"hello\n",
-    );
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(
-        stdout.contains("got-hello term-xterm"),
-        "{k}: {stdout}\n{stderr}"
-    );
-    assert!(!stderr.contains("couldn't attach"), "{k}: {stderr}");
-    assert!(out.status.success(), "{k}: {stdout}\n{stderr}");
-    assert!(
-        stdout.contains(&format!("pod \"{name}\" deleted")),
-        "{k}: {stdout}"
-    );
+    let args = run_args(name, "-it", "read x; echo got-$x term-$TERM");
+    let out = streams::kubectl_stdin_open(s, k, &args, b"hello\n");
+    check_ran(k, name, &out, "got-hello term-xterm", 0);
 }
 
 /// `kubectl debug -it`: an ephemeral container with stdin and a terminal joins the running
 /// `pod`, kubectl attaches to it, piped input reaches it and its answer comes back.
 pub fn check_debug_interactive(s: &Server, k: &str, pod: &str, container: &str) {
-    let out = kubectl_with_input(
+    let out = streams::kubectl_stdin_open(
         s,
         k,
         &[
@@ -237,24 +182,13 @@ pub fn check_debug_interactive(s: &Server, k: &str, pod: &str, container: &str) 
 /// whose shell runs on a terminal with stdin: the shell sees the client's size and runs what
 /// was typed; what the terminal showed.
 pub fn check_attach_terminal(s: &Server, k: &str, node: &str, name: &str) {
-    let pod = serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "restartPolicy": "Never",
-            "terminationGracePeriodSeconds": 1,
-            "containers": [{
-                "name": "main", "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
-                "command": ["sh"], "stdin": true, "tty": true,
-            }],
-        },
-    });
+    let mut shell = busybox_container("main", &["sh"]);
+    shell["stdin"] = true.into();
+    shell["tty"] = true.into();
+    let mut pod = pod_on(node, name, &[shell]);
+    pod["spec"]["restartPolicy"] = "Never".into();
     s.create(k, None, &pod.to_string());
-    wait_for(&format!("pod {name} to run"), 90, || {
-        let p = super::json(&s.ok_kubectl(k, &["get", "pod", name, "-o", "json"]));
-        (p["status"]["phase"] == "Running").then_some(())
-    });
+    running(s, k, name, 90);
     let command = format!(
         "stty cols 91 rows 17; {k} --kubeconfig {} attach -it {name}",
         s.kubeconfig().display()

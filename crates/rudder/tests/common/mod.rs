@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod attach;
+pub mod backup;
+pub mod cluster;
 pub mod node;
 pub mod pid_namespaces;
 pub mod streams;

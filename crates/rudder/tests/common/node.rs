@@ -103,3 +103,42 @@ pub fn node_with_busybox() -> (Server, String) {
 
     (s, node)
 }
+
+/// A container `name` of the busybox test image (imported, never pulled) running `command`.
+pub fn busybox_container(name: &str, command: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "name": name, "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
+        "command": command,
+    })
+}
+
+/// A pod `name` bound to `node` with `containers`. Its grace period is one second: a shell as
+/// PID 1 ignores SIGTERM, so deleting the pod waits that period out.
+pub fn pod_on(node: &str, name: &str, containers: &[serde_json::Value]) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": containers,
+        },
+    })
+}
+
+/// A [`pod_on`] `node` whose one container, `main`, runs `sh -c script`.
+pub fn busybox_pod(node: &str, name: &str, script: &str) -> serde_json::Value {
+    pod_on(
+        node,
+        name,
+        &[busybox_container("main", &["sh", "-c", script])],
+    )
+}
+
+/// Waits (up to `secs`) until pod `name` in the default namespace runs; the pod then.
+pub fn running(s: &Server, k: &str, name: &str, secs: u64) -> serde_json::Value {
+    wait_for(&format!("pod {name} to run"), secs, || {
+        let p = json(&s.ok_kubectl(k, &["get", "pod", name, "-o", "json"]));
+        (p["status"]["phase"] == "Running").then_some(p)
+    })
+}

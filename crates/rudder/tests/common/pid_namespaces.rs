@@ -2,29 +2,17 @@
 //! embedded runtime, containerd), with real kubectl: `kubectl debug --target` and
 //! `shareProcessNamespace: true`.
 
-use super::node::wait_for;
+use super::node::{busybox_container, pod_on, running, wait_for};
 use super::{Server, json};
 
 /// A pod `name` on `node` whose containers run `sleep` with recognisable arguments; with `share`
 /// (`shareProcessNamespace`) they see each other's processes.
 fn sleepers(node: &str, name: &str, share: bool) -> String {
-    let c = |n: &str, secs: &str| {
-        serde_json::json!({
-            "name": n, "image": "busybox:1.36", "imagePullPolicy": "IfNotPresent",
-            "command": ["sh", "-c", format!("exec sleep {secs}")],
-        })
-    };
-    serde_json::json!({
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": name},
-        "spec": {
-            "nodeName": node,
-            "terminationGracePeriodSeconds": 1,
-            "shareProcessNamespace": share,
-            "containers": [c("main", "31337"), c("side", "31338")],
-        },
-    })
-    .to_string()
+    let c =
+        |n: &str, secs: &str| busybox_container(n, &["sh", "-c", &format!("exec sleep {secs}")]);
+    let mut pod = pod_on(node, name, &[c("main", "31337"), c("side", "31338")]);
+    pod["spec"]["shareProcessNamespace"] = share.into();
+    pod.to_string()
 }
 
 /// The exit code of ephemeral container `name` of `pod`, once it terminated.
@@ -40,6 +28,23 @@ fn ephemeral_exit(s: &Server, k: &str, pod: &str, name: &str) -> i64 {
     })
 }
 
+/// `kubectl debug POD` with a busybox container `name` that runs `ps` (in `target`'s PID
+/// namespace, if given); once it finished, what it printed.
+fn debug_ps(s: &Server, k: &str, pod: &str, name: &str, target: Option<&str>) -> String {
+    let target = target.map(|t| format!("--target={t}"));
+    let mut args = vec![
+        "debug",
+        pod,
+        "--image=busybox:1.36",
+        "--image-pull-policy=IfNotPresent",
+    ];
+    args.extend(target.as_deref());
+    args.extend(["-c", name, "--", "ps"]);
+    s.ok_kubectl(k, &args);
+    assert_eq!(ephemeral_exit(s, k, pod, name), 0);
+    s.ok_kubectl(k, &["logs", pod, "-c", name])
+}
+
 /// `kubectl debug --target=main` (with each of `kubectls`) puts the debug container in main's
 /// PID namespace, whose PID 1 is main's process, and without `--target` it has its own; in a
 /// `shareProcessNamespace` pod one container sees the other's process.
@@ -48,31 +53,12 @@ pub fn check_debug_target_and_shared(s: &Server, kubectls: &[&str], node: &str) 
     s.create(newest, None, &sleepers(node, "apart", false));
     s.create(newest, None, &sleepers(node, "together", true));
     for pod in ["apart", "together"] {
-        wait_for(&format!("pod {pod} to run"), 90, || {
-            let p = json(&s.ok_kubectl(newest, &["get", "pod", pod, "-o", "json"]));
-            (p["status"]["phase"] == "Running").then_some(())
-        });
+        running(s, newest, pod, 90);
     }
     for (i, k) in kubectls.iter().enumerate() {
         // `kubectl debug --target`: the debug container is in main's PID namespace, whose
         // PID 1 is main's sleep; side's processes are not there.
-        let name = format!("dbg-{i}");
-        s.ok_kubectl(
-            k,
-            &[
-                "debug",
-                "apart",
-                "--image=busybox:1.36",
-                "--image-pull-policy=IfNotPresent",
-                "--target=main",
-                "-c",
-                &name,
-                "--",
-                "ps",
-            ],
-        );
-        assert_eq!(ephemeral_exit(s, k, "apart", &name), 0);
-        let ps = s.ok_kubectl(k, &["logs", "apart", "-c", &name]);
+        let ps = debug_ps(s, k, "apart", &format!("dbg-{i}"), Some("main"));
         let line = ps.lines().find(|l| l.ends_with("sleep 31337"));
         assert_eq!(
             line.and_then(|l| l.split_whitespace().next()),
@@ -81,22 +67,7 @@ pub fn check_debug_target_and_shared(s: &Server, kubectls: &[&str], node: &str) 
         );
         assert!(!ps.contains("sleep 31338"), "{k}: {ps}");
         // Without --target it has a namespace of its own.
-        let name = format!("alone-{i}");
-        s.ok_kubectl(
-            k,
-            &[
-                "debug",
-                "apart",
-                "--image=busybox:1.36",
-                "--image-pull-policy=IfNotPresent",
-                "-c",
-                &name,
-                "--",
-                "ps",
-            ],
-        );
-        assert_eq!(ephemeral_exit(s, k, "apart", &name), 0);
-        let ps = s.ok_kubectl(k, &["logs", "apart", "-c", &name]);
+        let ps = debug_ps(s, k, "apart", &format!("alone-{i}"), None);
         assert!(!ps.contains("sleep 3133"), "{k}: {ps}");
 
         // shareProcessNamespace: each container sees the other's process.

@@ -12,9 +12,20 @@ use std::time::Duration;
 use super::node::wait_for;
 use super::{Server, free_port};
 
-/// Runs kubectl with `stdin` written to it (from a thread, so large inputs cannot deadlock
-/// against its output).
+/// Runs kubectl with `stdin` written to it, then closed (from a thread, so large inputs cannot
+/// deadlock against its output).
 pub fn kubectl(s: &Server, k: &str, args: &[&str], stdin: &[u8]) -> Output {
+    kubectl_piped(s, k, args, stdin, false)
+}
+
+/// Runs kubectl with `stdin` written to it, which then stays open until kubectl exits: a tty
+/// container's attachment would end at the end of input (as upstream's does), before the
+/// container answered.
+pub fn kubectl_stdin_open(s: &Server, k: &str, args: &[&str], stdin: &[u8]) -> Output {
+    kubectl_piped(s, k, args, stdin, true)
+}
+
+fn kubectl_piped(s: &Server, k: &str, args: &[&str], stdin: &[u8], keep_open: bool) -> Output {
     let mut child = Command::new(k)
         .arg("--kubeconfig")
         .arg(s.kubeconfig())
@@ -28,6 +39,8 @@ pub fn kubectl(s: &Server, k: &str, args: &[&str], stdin: &[u8]) -> Output {
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&data);
+        // Handed back to be closed once kubectl exited.
+        keep_open.then_some(input)
     });
     let out = child.wait_with_output().expect("kubectl output");
     let _ = writer.join();

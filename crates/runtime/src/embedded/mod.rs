@@ -10,6 +10,7 @@ mod cgroup_stats;
 mod cgroups;
 mod init;
 mod logs;
+mod pid_namespace;
 mod process;
 mod pty;
 mod shim;
@@ -344,50 +345,6 @@ impl Inner {
             return Err(e);
         }
         Ok(ContainerId(id))
-    }
-
-    /// The process whose PID namespace a new container of `sandbox` joins, by its config:
-    /// none for a namespace of its own, the sandbox's holder for the pod's, a running target's
-    /// main process for the target's.
-    fn pid_namespace_of(
-        &self,
-        sandbox: &SandboxId,
-        holder: ProcRef,
-        mode: &PidNamespace,
-    ) -> Result<Option<ProcRef>> {
-        match mode {
-            PidNamespace::Container => Ok(None),
-            PidNamespace::Pod => {
-                // Without its own PID namespace the holder is in the host's: joining that would
-                // put the container among the host's processes.
-                if !self.sandbox_record(&sandbox.0)?.config.share_pid_namespace {
-                    return Err(RuntimeError::InvalidConfig(format!(
-                        "sandbox {sandbox} was not created with a shared PID namespace"
-                    )));
-                }
-                Ok(Some(holder))
-            }
-            PidNamespace::Target(target) => {
-                let st = self.status(&target.0)?;
-                if st.sandbox_id != *sandbox {
-                    return Err(RuntimeError::InvalidConfig(format!(
-                        "target container {target} is not in sandbox {sandbox}"
-                    )));
-                }
-                let started: Option<StartedRecord> =
-                    read_json(&self.container_dir(&target.0).join("started.json"))?;
-                match started {
-                    Some(s) if st.state == ContainerState::Running && s.process.alive() => {
-                        Ok(Some(s.process))
-                    }
-                    _ => Err(RuntimeError::InvalidState {
-                        kind: "container",
-                        id: target.0.clone(),
-                        reason: "target container is not running".into(),
-                    }),
-                }
-            }
-        }
     }
 
     fn start(&self, id: &str) -> Result<()> {
