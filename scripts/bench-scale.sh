@@ -37,7 +37,7 @@ fi
 
 # Pods never end here; the pod GC and the event TTL stay at their defaults.
 RUDDER_LOG=warn "$bin/rudder" server --data-dir "$dir/data" --bind-address 127.0.0.1 \
-  --port "$port" --disable-agent --cluster-cidr 172.16.0.0/12 --node-cidr-mask-size 24 \
+  --port "$port" --disable-agent --cluster-cidr 10.128.0.0/9 --node-cidr-mask-size 24 \
   --service-cluster-ip-range 100.64.0.0/24 "${store_args[@]}" >"$dir/server.log" 2>&1 &
 server=$!
 pids+=("$server")
