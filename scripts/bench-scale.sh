@@ -22,6 +22,9 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
+# A TERM or Ctrl-C (e.g. from `timeout`) must also stop the server and agent.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 store_args=()
 if [ "$store" = etcd ]; then
@@ -46,7 +49,8 @@ until [ -f "$KUBECONFIG" ] && kubectl get --raw /readyz >/dev/null 2>&1; do slee
 
 RUDDER_LOG=warn "$bin/rudder" agent --simulate "$nodes" --simulate-prefix scale \
   --simulate-pods 110 --kubeconfig "$KUBECONFIG" >"$dir/agent.log" 2>&1 &
-pids+=($!)
+agent=$!
+pids+=("$agent")
 start=$(date +%s.%N)
 until [ "$(kubectl get nodes --no-headers 2>/dev/null | grep -c ' Ready ')" = "$nodes" ]; do
   sleep 2
@@ -55,8 +59,11 @@ echo "store=$store nodes=$nodes Ready after $(echo "$(date +%s.%N) - $start" | b
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 "$bin/rudder-api-bench" --kubeconfig "$KUBECONFIG" --namespace scale --only scale \
-  --deployments "$deployments" --replicas "$replicas" --server-pid "$server"
-echo "agent process peak RSS: $(awk '/VmHWM/ {print int($2 / 1024) " MiB"}' "/proc/${pids[-1]}/status" 2>/dev/null || echo -)"
+  --deployments "$deployments" --replicas "$replicas" --server-pid "$server" &
+bench=$!
+pids+=("$bench")
+wait "$bench"
+echo "agent process peak RSS: $(awk '/VmHWM/ {print int($2 / 1024) " MiB"}' "/proc/$agent/status" 2>/dev/null || echo -)"
 if [ "$store" = etcd ]; then
   echo "etcd peak RSS: $(awk '/VmHWM/ {print int($2 / 1024) " MiB"}' "/proc/${pids[0]}/status")"
 fi
