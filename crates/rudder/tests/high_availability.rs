@@ -31,7 +31,7 @@ const LEASES: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
 const LEASE_DURATION: Duration = Duration::from_secs(15);
 /// Allowance over the lease duration for a loaded test machine (timers firing late, the etcd
 /// election after the member kill delaying a write).
-const TAKEOVER_MARGIN: Duration = Duration::from_secs(3);
+const TAKEOVER_MARGIN: Duration = Duration::from_secs(5);
 
 /// `kubectl get ... -o json` through `s`, `None` when it fails (an etcd election, say).
 fn try_get(s: &Server, args: &[&str]) -> Option<serde_json::Value> {
