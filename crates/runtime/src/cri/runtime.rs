@@ -126,10 +126,9 @@ impl CriRuntime {
         }
     }
 
-    /// The sandbox holding `config`'s name (pod name, namespace, uid, attempt), and whether it
-    /// is ready.
-    async fn sandbox_named(&self, config: &SandboxConfig) -> Result<Option<(SandboxId, bool)>> {
-        let items = self
+    /// Every sandbox the runtime lists, unfiltered.
+    async fn sandbox_items(&self) -> Result<Vec<cri::PodSandbox>> {
+        Ok(self
             .client
             .runtime
             .clone()
@@ -137,7 +136,13 @@ impl CriRuntime {
             .await
             .map_err(|e| client::error("ListPodSandbox", "sandbox", "", e))?
             .into_inner()
-            .items;
+            .items)
+    }
+
+    /// The sandbox holding `config`'s name (pod name, namespace, uid, attempt), and whether it
+    /// is ready.
+    async fn sandbox_named(&self, config: &SandboxConfig) -> Result<Option<(SandboxId, bool)>> {
+        let items = self.sandbox_items().await?;
         let want = &config.metadata;
         Ok(items.into_iter().find_map(|sb| {
             let m = sb.metadata.as_ref()?;
@@ -354,15 +359,7 @@ impl ContainerRuntime for CriRuntime {
     }
 
     async fn list_pod_sandboxes(&self) -> Result<Vec<SandboxStatus>> {
-        let items = self
-            .client
-            .runtime
-            .clone()
-            .list_pod_sandbox(cri::ListPodSandboxRequest { filter: None })
-            .await
-            .map_err(|e| client::error("ListPodSandbox", "sandbox", "", e))?
-            .into_inner()
-            .items;
+        let items = self.sandbox_items().await?;
         statuses_of(items, |item| async move {
             self.pod_sandbox_status(&SandboxId(item.id)).await
         })
