@@ -6,6 +6,9 @@
 #   scripts/bench-scale.sh NODES DEPLOYMENTS REPLICAS [BIN_DIR]
 # BIN_DIR holds release builds of `rudder` and `rudder-api-bench` (default /work/rel/release):
 #   CARGO_TARGET_DIR=/work/rel cargo build --release -p rudder -p rudder-api-bench
+# Optional: RATE=R asks for at most R pods per second (default: all at once); DEADLINE=S stops
+# waiting after S seconds and prints the tables for what was measured, labelled as partial.
+# Keep DEADLINE inside any outer `timeout`; a TERM or Ctrl-C also prints partial tables.
 set -euo pipefail
 nodes=${1:?nodes}
 deployments=${2:?deployments}
@@ -16,7 +19,17 @@ dir=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 pids=()
+bench=
 cleanup() {
+  # `timeout` signals the script and then its whole process group: a second TERM arriving
+  # during the waits below would otherwise end the script before the temp dir is removed.
+  trap '' TERM INT
+  # The bench first, while the server still answers, so its partial report has the server's
+  # figures up to the end.
+  if [ -n "$bench" ]; then
+    kill -TERM "$bench" 2>/dev/null || true
+    wait "$bench" 2>/dev/null || true
+  fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$dir"
@@ -58,11 +71,15 @@ done
 echo "store=$store nodes=$nodes Ready after $(echo "$(date +%s.%N) - $start" | bc) s"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
 
+bench_args=()
+if [ -n "${RATE:-}" ]; then bench_args+=(--pods-per-second "$RATE"); fi
+if [ -n "${DEADLINE:-}" ]; then bench_args+=(--deadline "$DEADLINE"); fi
 "$bin/rudder-api-bench" --kubeconfig "$KUBECONFIG" --namespace scale --only scale \
-  --deployments "$deployments" --replicas "$replicas" --server-pid "$server" &
+  --deployments "$deployments" --replicas "$replicas" --server-pid "$server" \
+  "${bench_args[@]}" &
 bench=$!
-pids+=("$bench")
 wait "$bench"
+bench=
 echo "agent process peak RSS: $(awk '/VmHWM/ {print int($2 / 1024) " MiB"}' "/proc/$agent/status" 2>/dev/null || echo -)"
 if [ "$store" = etcd ]; then
   echo "etcd peak RSS: $(awk '/VmHWM/ {print int($2 / 1024) " MiB"}' "/proc/${pids[0]}/status")"

@@ -7,6 +7,8 @@ mod prom;
 mod scale;
 mod workloads;
 
+use std::io::Write;
+
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -65,9 +67,14 @@ struct Args {
     /// The control plane's PID (`rudder server`), sampled for peak RSS and CPU by the scale run.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Seconds the scale run waits for every pod to run.
-    #[arg(long, default_value_t = 1800)]
-    scale_timeout: u64,
+    /// Seconds after which the scale run stops waiting for pods and prints what it measured so
+    /// far, labelled as partial (a SIGTERM or SIGINT does the same).
+    #[arg(long, alias = "scale-timeout", default_value_t = 1800)]
+    deadline: u64,
+    /// Ask for at most this many pods per second in the scale run: Deployments are created with
+    /// 0 replicas and scaled up step by step (default: every pod asked for at once).
+    #[arg(long, value_parser = scale::pods_per_second)]
+    pods_per_second: Option<f64>,
     /// Run only these workloads (default: all but pod-startup and scale, which need nodes).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Workload>,
@@ -96,11 +103,19 @@ async fn main() -> Result<()> {
         let opts = scale::Options {
             deployments: args.deployments,
             replicas: args.replicas,
+            pace: args
+                .pods_per_second
+                .map_or(scale::Pace::AllAtOnce, scale::Pace::PerSecond),
             pid: args.server_pid,
-            timeout: std::time::Duration::from_secs(args.scale_timeout),
+            deadline: std::time::Duration::from_secs(args.deadline),
         };
         let report = scale::run(client(&args.kubeconfig).await?, &args.namespace, &opts).await?;
-        print_scale(&report);
+        scale::print(&report);
+        if let Some(code) = report.ended.exit_code() {
+            // Stopped by a signal: the partial tables are out; nothing else is to run.
+            std::io::stdout().flush().context("stdout")?;
+            std::process::exit(code);
+        }
     }
     if wants(Workload::Create) {
         println!("| concurrent clients | creates/s | p50 ms | p99 ms | max ms |");
@@ -159,53 +174,4 @@ async fn main() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn print_scale(r: &scale::Report) {
-    let after = r
-        .all_running_after
-        .map_or("not within the timeout".to_owned(), |d| {
-            format!("{:.1} s", d.as_secs_f64())
-        });
-    println!(
-        "pods running: {} of {} (all after {after})",
-        r.running, r.pods
-    );
-    println!(
-        "scheduler throughput: {:.0} pods/s overall, {:.0} pods/s in the busiest 10 s",
-        r.scheduled_per_second, r.scheduled_peak_per_second
-    );
-    println!(
-        "control plane: peak RSS {}, CPU {} cores on average, {} in the busiest 5 s",
-        r.peak_rss_mib.map_or("-".into(), |m| format!("{m} MiB")),
-        r.cpu_average.map_or("-".into(), |c| format!("{c:.2}")),
-        r.cpu_peak.map_or("-".into(), |c| format!("{c:.2}")),
-    );
-    if r.relists > 0 {
-        println!("(the bench's pod watch had to relist {} times)", r.relists);
-    }
-    println!();
-    println!("| pod startup (to Running, seen by a watch) | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|");
-    let [a, b, c] = r.startup_from_timestamp;
-    println!(
-        "| from creationTimestamp (whole seconds: up to 1 s high) | {a:.0} | {b:.0} | {c:.0} |"
-    );
-    let [a, b, c] = r.startup_from_seen;
-    println!("| from the watch's first sight of the pod | {a:.0} | {b:.0} | {c:.0} |");
-    println!();
-    println!("| API calls (server histogram) | calls | p99 s (bucket bound) |");
-    println!("|---|---|---|");
-    for (kind, calls, p99) in &r.server {
-        println!(
-            "| {kind:?} | {calls} | {} |",
-            p99.map_or("-".into(), |p| format!("{p}"))
-        );
-    }
-    println!();
-    println!("| API calls (client probes) | calls | p50 ms | p99 ms | max ms |");
-    println!("|---|---|---|---|---|");
-    for (what, calls, p50, p99, max) in &r.probes {
-        println!("| {what} | {calls} | {p50:.1} | {p99:.1} | {max:.1} |");
-    }
 }

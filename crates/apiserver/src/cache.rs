@@ -6,9 +6,9 @@
 //! and selectable fields: a LIST concatenates bytes instead of re-encoding objects, and memory
 //! stays close to the size of the data.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rudder_store::{EventKind, RangeRequest, Revision, Store, StoreError};
@@ -17,12 +17,30 @@ use tokio::sync::{broadcast, watch};
 
 use crate::keys::REGISTRY_PREFIX;
 
-/// Events kept for watches that resume from an older resourceVersion.
+/// Most events kept for watches that resume from an older resourceVersion...
 const HISTORY_CAP: usize = 100_000;
-/// Live events buffered per watcher before it is dropped as too slow.
+/// ...but only while they are this fresh (upstream's `eventFreshDuration`): a watcher is sent a
+/// bookmark every 10 s, so one that reconnects is rarely further behind, and under a burst of
+/// writes a history of 100,000 old object versions is a large part of the server's memory.
+const HISTORY_FRESH: Duration = Duration::from_secs(75);
+/// Events always kept, however old.
+const HISTORY_MIN: usize = 1_000;
+/// Live events of one resource buffered per watcher before it is dropped as too slow.
 const LIVE_CAP: usize = 16_384;
 /// Page size of the initial list.
 const LIST_PAGE: usize = 5_000;
+
+/// Resources the cache does not hold; reads and watches of them go to the store. Events, as
+/// upstream's default watch-cache sizes leave them out: every pod start writes about five, so
+/// at scale they would outnumber every other object in memory, and nothing but `kubectl
+/// describe` and event consumers reads them. (`events.k8s.io` Events share this storage.)
+const UNCACHED: &[&str] = &["/registry/core/events/"];
+
+/// Whether objects at `key` (or under a prefix at least a resource deep) are read from the
+/// store rather than the cache.
+pub fn uncached(key: &str) -> bool {
+    UNCACHED.iter().any(|p| key.starts_with(p))
+}
 
 /// One object version as the cache holds it.
 #[derive(Debug)]
@@ -137,6 +155,38 @@ pub struct CacheEvent {
     pub prev: Option<Arc<CachedObject>>,
 }
 
+impl CacheEvent {
+    /// The event a store watch reports, for resources read from the store ([`uncached`]).
+    /// `None` when the object cannot be decoded (logged: the watcher skips it).
+    pub fn from_store(ev: &rudder_store::Event) -> Option<Self> {
+        let rev = ev.revision();
+        let key = &ev.kv.key;
+        let decoded = |value: &[u8], at: Revision| match CachedObject::decode(key, value, at) {
+            Ok(o) => Some(Arc::new(o)),
+            Err(e) => {
+                tracing::error!(error = %e, "skipping undecodable object");
+                None
+            }
+        };
+        let prev = ev
+            .prev
+            .as_ref()
+            .and_then(|p| decoded(&p.value, p.mod_revision));
+        let (kind, object) = match ev.kind {
+            EventKind::Put if prev.is_some() => (EventType::Modified, decoded(&ev.kv.value, rev)?),
+            EventKind::Put => (EventType::Added, decoded(&ev.kv.value, rev)?),
+            // The last state, at the revision of the delete (as the cache reports deletes).
+            EventKind::Delete => (EventType::Deleted, decoded(&ev.prev.as_ref()?.value, rev)?),
+        };
+        Some(CacheEvent {
+            rev,
+            kind,
+            object,
+            prev,
+        })
+    }
+}
+
 struct State {
     rev: Revision,
     /// Every event with revision > `floor` is in `history`.
@@ -146,8 +196,69 @@ struct State {
     /// not have), with why: reads that would include them fail with that reason instead of
     /// acting as if the object did not exist.
     broken: BTreeMap<String, String>,
-    history: VecDeque<Arc<CacheEvent>>,
-    live: broadcast::Sender<Arc<CacheEvent>>,
+    /// Recent events, with when the cache applied each.
+    history: VecDeque<(Instant, Arc<CacheEvent>)>,
+    /// Live channels by resource prefix (`/registry/<group>/<resource>/`), made when first
+    /// watched; `""` carries every event, for watches wider than one resource. Per resource,
+    /// so that a pod watcher falls behind only when pod events outrun it, not when leases,
+    /// nodes and events do (one cluster-wide channel dropped busy informers during scale-ups).
+    /// Under the state lock: `apply` (writer) sends while no watch can subscribe.
+    live: Mutex<HashMap<String, broadcast::Sender<Arc<CacheEvent>>>>,
+}
+
+impl State {
+    fn new(rev: Revision, objects: Objects, broken: BTreeMap<String, String>) -> Self {
+        State {
+            rev,
+            floor: rev,
+            objects,
+            broken,
+            history: VecDeque::new(),
+            live: Mutex::default(),
+        }
+    }
+
+    /// Drops the events beyond [`HISTORY_CAP`] and those older than [`HISTORY_FRESH`] beyond
+    /// [`HISTORY_MIN`], raising `floor` past them.
+    fn trim_history(&mut self, now: Instant) {
+        while let Some((at, old)) = self.history.front() {
+            let len = self.history.len();
+            let stale = len > HISTORY_MIN && now.duration_since(*at) > HISTORY_FRESH;
+            if len <= HISTORY_CAP && !stale {
+                break;
+            }
+            self.floor = old.rev;
+            self.history.pop_front();
+        }
+    }
+
+    /// A receiver of the live events under `prefix`'s resource.
+    fn subscribe(&self, prefix: &str) -> broadcast::Receiver<Arc<CacheEvent>> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.entry(resource_of(prefix).unwrap_or("").to_owned())
+            .or_insert_with(|| broadcast::channel(LIVE_CAP).0)
+            .subscribe()
+    }
+
+    /// Hands `event` to the watchers of its resource and of everything.
+    fn publish(&mut self, event: &Arc<CacheEvent>) {
+        let live = self.live.get_mut().unwrap_or_else(|p| p.into_inner());
+        if let Some(tx) = resource_of(&event.object.key).and_then(|r| live.get(r)) {
+            let _ = tx.send(event.clone());
+        }
+        if let Some(tx) = live.get("") {
+            let _ = tx.send(event.clone());
+        }
+    }
+}
+
+/// The resource prefix (`/registry/<group>/<resource>/`) that a key or a prefix at least that
+/// deep starts with.
+fn resource_of(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(REGISTRY_PREFIX)?;
+    let group = rest.find('/')?;
+    let resource = rest[group + 1..].find('/')?;
+    Some(&key[..REGISTRY_PREFIX.len() + group + 1 + resource + 1])
 }
 
 /// Why a watch cannot start from the requested revision.
@@ -180,16 +291,8 @@ impl WatchCache {
     /// Loads every object and starts following the store. Returns once the cache is current.
     pub async fn start(store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
         let (objects, broken, rev) = load(&*store).await?;
-        let (live, _) = broadcast::channel(LIVE_CAP);
         let cache = Arc::new(Self {
-            state: RwLock::new(State {
-                rev,
-                floor: rev,
-                objects,
-                broken,
-                history: VecDeque::new(),
-                live,
-            }),
+            state: RwLock::new(State::new(rev, objects, broken)),
             rev_tx: watch::Sender::new(rev),
             store,
         });
@@ -312,7 +415,7 @@ impl WatchCache {
     /// current objects as ADDED events when `after` is `None`.
     pub fn watch(&self, prefix: &str, after: Option<Revision>) -> Result<WatchStart, TooOld> {
         let state = self.read();
-        let live = state.live.subscribe();
+        let live = state.subscribe(prefix);
         match after {
             None => {
                 let initial = state
@@ -332,13 +435,13 @@ impl WatchCache {
                 oldest: state.floor,
             }),
             Some(after) => {
-                let skip = state.history.partition_point(|e| e.rev <= after);
+                let skip = state.history.partition_point(|(_, e)| e.rev <= after);
                 let replay = state
                     .history
                     .iter()
                     .skip(skip)
-                    .filter(|e| e.object.key.starts_with(prefix))
-                    .cloned()
+                    .filter(|(_, e)| e.object.key.starts_with(prefix))
+                    .map(|(_, e)| e.clone())
                     .collect();
                 Ok(WatchStart {
                     replay,
@@ -351,10 +454,15 @@ impl WatchCache {
     }
 
     fn apply(&self, batch: rudder_store::WatchBatch) {
+        let now = Instant::now();
         let mut state = self.write();
         let mut last = state.rev;
         for ev in batch {
             let rev = ev.revision();
+            last = rev;
+            if uncached(&ev.kv.key) {
+                continue;
+            }
             let key = ev.kv.key.clone();
             let event = match ev.kind {
                 EventKind::Put => match CachedObject::decode(&key, &ev.kv.value, rev) {
@@ -396,18 +504,13 @@ impl WatchCache {
                     })
                 }
             };
-            last = rev;
             if let Some(event) = event {
                 let event = Arc::new(event);
-                let _ = state.live.send(event.clone());
-                state.history.push_back(event);
-                while state.history.len() > HISTORY_CAP {
-                    if let Some(old) = state.history.pop_front() {
-                        state.floor = old.rev;
-                    }
-                }
+                state.publish(&event);
+                state.history.push_back((now, event));
             }
         }
+        state.trim_history(now);
         state.rev = last;
         drop(state);
         self.rev_tx.send_replace(last);
@@ -416,27 +519,19 @@ impl WatchCache {
     /// Replaces the whole content after the store watch broke; live watchers are ended (they
     /// resume from their last resourceVersion or relist).
     fn reset(&self, (objects, broken, rev): Loaded) {
-        let (live, _) = broadcast::channel(LIVE_CAP);
+        // Dropping the old channels ends every live watch.
         let mut state = self.write();
-        *state = State {
-            rev,
-            floor: rev,
-            objects,
-            broken,
-            history: VecDeque::new(),
-            live,
-        };
+        *state = State::new(rev, objects, broken);
         drop(state);
         self.rev_tx.send_replace(rev);
     }
 }
 
 /// Every object, the undecodable keys with why, and the revision they were read at.
-type Loaded = (
-    BTreeMap<String, Arc<CachedObject>>,
-    BTreeMap<String, String>,
-    Revision,
-);
+type Loaded = (Objects, BTreeMap<String, String>, Revision);
+
+/// The current objects by key.
+type Objects = BTreeMap<String, Arc<CachedObject>>;
 
 async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
     let mut objects = BTreeMap::new();
@@ -447,7 +542,7 @@ async fn load(store: &dyn Store) -> Result<Loaded, StoreError> {
     let rev = first.revision;
     let mut page = first;
     loop {
-        for kv in &page.kvs {
+        for kv in page.kvs.iter().filter(|kv| !uncached(&kv.key)) {
             match CachedObject::decode(&kv.key, &kv.value, kv.mod_revision) {
                 Ok(obj) => {
                     objects.insert(kv.key.clone(), Arc::new(obj));
@@ -529,3 +624,6 @@ async fn relist(cache: &std::sync::Weak<WatchCache>, store: &dyn Store) -> Revis
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -197,11 +197,7 @@ pub async fn start(
             Err(_) => tracing::warn!("leaving the kubernetes Service's endpoints timed out"),
         }
     };
-    let expiry = tokio::spawn(event_ttl::run(
-        store.clone(),
-        api.cache.clone(),
-        config.event_ttl,
-    ));
+    let expiry = tokio::spawn(event_ttl::run(store.clone(), config.event_ttl));
     let compactor = tokio::spawn(compactor::run(store, config.compaction_interval));
     let done = tokio::spawn(async move {
         http::serve(listener, config.tls, api, shutdown).await;

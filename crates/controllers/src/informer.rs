@@ -80,13 +80,24 @@ where
         let (tx, _) = broadcast::channel(BUFFER);
         let sender = tx.clone();
         let api: Api<K> = Api::all(client.clone());
-        let events = watcher(api, config).default_backoff();
+        // No controller reads managedFields; at scale they are a good part of each cached
+        // object (upstream's informers drop them too).
+        let events = watcher(api, config)
+            .modify(|o| o.meta_mut().managed_fields = None)
+            .default_backoff();
+        let reader = store.clone();
         let driver = events.for_each(move |ev| {
             match ev {
                 Ok(ev) => {
                     writer.apply_watcher_event(&ev);
                     let change = match ev {
-                        watcher::Event::Apply(o) => Some(Change::Applied(Arc::new(o))),
+                        // The cache's own copy: a second one per queued change would double
+                        // the memory of a busy kind.
+                        watcher::Event::Apply(o) => Some(Change::Applied(
+                            reader
+                                .get(&ObjectRef::from_obj(&o))
+                                .unwrap_or_else(|| Arc::new(o)),
+                        )),
                         watcher::Event::Delete(o) => Some(Change::Deleted(Arc::new(o))),
                         watcher::Event::InitDone => Some(Change::Relisted),
                         watcher::Event::Init | watcher::Event::InitApply(_) => None,

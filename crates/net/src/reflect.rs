@@ -29,7 +29,9 @@ where
     let (store, writer) = reflector::store();
     let changed = changed.clone();
     let task = tokio::spawn(async move {
-        let events = reflector(writer, watcher(api, config)).default_backoff();
+        // Nothing here reads managedFields; the cache keeps objects without them.
+        let events = watcher(api, config).modify(|o| o.meta_mut().managed_fields = None);
+        let events = reflector(writer, events).default_backoff();
         futures::pin_mut!(events);
         while let Some(ev) = events.next().await {
             match ev {

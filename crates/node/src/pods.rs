@@ -9,7 +9,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 
 use crate::pod_worker::{self, Shared};
@@ -36,7 +36,10 @@ pub async fn run_many(
         _ => "spec.nodeName!=".to_owned(),
     };
     let config = watcher::Config::default().fields(&selector);
-    let mut events = watcher(pods, config).boxed();
+    // Workers never read managedFields; without them each held pod is smaller.
+    let mut events = watcher(pods, config)
+        .modify(|p| p.metadata.managed_fields = None)
+        .boxed();
     let mut workers: HashMap<String, watch::Sender<Pod>> = HashMap::new();
     tokio::pin!(shutdown);
     loop {

@@ -17,6 +17,9 @@ use clap::{Parser, Subcommand};
 
 // The API server allocates and frees many short-lived JSON trees per request; under glibc's
 // allocator a quarter of the server's CPU went to malloc/free (scheduler benchmark profile).
+// `--features system-alloc` keeps the system allocator so heap profilers that hook malloc
+// (heaptrack, valgrind) see every allocation.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -1,8 +1,9 @@
 //! End to end with real kubectl: kinds served at two versions are stored once, as upstream does.
 //! An `autoscaling/v1` HorizontalPodAutoscaler (what `kubectl autoscale` 1.27–1.32 creates)
 //! reads as `autoscaling/v2` with the CPU target as a metric and back; core/v1 Events and
-//! `events.k8s.io/v1` Events are two views of the same objects, field selectors included; and
-//! Events expire after `--event-ttl`.
+//! `events.k8s.io/v1` Events are two views of the same objects, field selectors included;
+//! Events, which the watch cache leaves to the store, are watched like any kind; and Events
+//! expire after `--event-ttl`.
 
 mod common;
 mod controllers_support;
@@ -170,6 +171,84 @@ fn core_and_events_k8s_io_events_are_one_object() {
     // A delete through one view removes the object from both.
     s.ok_kubectl(K, &["delete", "events.v1.events.k8s.io", "core-made"]);
     assert!(get(&s, &["events", "core-made"]).is_none());
+}
+
+fn event(name: &str, regarding: &str, message: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Event","metadata":{{"name":"{name}"}},
+        "involvedObject":{{"kind":"Pod","name":"{regarding}","namespace":"default"}},
+        "reason":"R","message":"{message}","type":"Normal","lastTimestamp":"2099-01-01T00:00:00Z"}}"#
+    )
+}
+
+#[test]
+fn events_are_watched_from_the_store() {
+    let s = Server::start_with(&["--disable-agent", "--disable-controllers"]);
+    s.create(
+        K,
+        Some("default"),
+        &event("before", "web", "written before the watch"),
+    );
+    for kubectl in [OLDEST, NEWEST] {
+        // `-w` lists, then watches from the list's resourceVersion; the field selector must
+        // hold on the watch too (events of `db` never show).
+        let mut all = s.kubectl_stream(
+            kubectl,
+            &["get", "events", "-n", "default", "-w", "-o", "name"],
+        );
+        let mut web = s.kubectl_stream(
+            kubectl,
+            &[
+                "get",
+                "events",
+                "-n",
+                "default",
+                "-w",
+                "-o",
+                "name",
+                "--field-selector",
+                "involvedObject.name=web",
+            ],
+        );
+        all.until("the listed event", |l| {
+            l.iter().any(|l| l.contains("event/before"))
+        });
+        let name = format!("during-{}", kubectl.rsplit('.').next().unwrap_or("k"));
+        s.create(K, Some("default"), &event(&name, "web", "first"));
+        s.create(
+            K,
+            Some("default"),
+            &event(&format!("{name}-db"), "db", "other object"),
+        );
+        s.ok_kubectl(
+            K,
+            &[
+                "patch",
+                "event",
+                &name,
+                "--type",
+                "merge",
+                "-p",
+                r#"{"message":"second"}"#,
+            ],
+        );
+        s.ok_kubectl(K, &["delete", "event", &name]);
+        // `-o name` prints no event type: one line each for ADDED, MODIFIED and DELETED.
+        let seen = all.until("added, modified, deleted", |l| {
+            l.iter()
+                .filter(|l| l.ends_with(&format!("event/{name}")))
+                .count()
+                == 3
+        });
+        assert!(
+            seen.iter().any(|l| l.contains(&format!("{name}-db"))),
+            "{seen:?}"
+        );
+        let seen = web.until("the matching event", |l| {
+            l.iter().any(|l| l.ends_with(&format!("event/{name}")))
+        });
+        assert!(!seen.iter().any(|l| l.contains("-db")), "{seen:?}");
+    }
 }
 
 #[test]

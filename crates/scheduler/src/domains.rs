@@ -8,7 +8,9 @@
 //! the snapshot) and from then on updated in place with every pod added or removed, so its answer
 //! is always the scan's answer. When the last pod carrying a label goes, its aggregations go too,
 //! which bounds the memory by the labels in use. Existing pods' required anti-affinity terms are
-//! aggregated the same way, by term signature, per domain of the term's own topology key.
+//! aggregated the same way, by term signature, per domain of the term's own topology key, and so
+//! are their preferred affinity and anti-affinity terms, as signed weights (InterPodAffinity's
+//! PreScore: an existing pod's preference about the incoming pod scores its domain).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,43 +35,90 @@ pub enum Grouping<'a> {
 
 /// Counts from one or more aggregations that together answer one question (a selector with
 /// `in (a, b)` or several namespaces sums one aggregation per value and namespace; a pod has
-/// one value per key and one namespace, so the parts never count the same pod twice).
+/// one value per key and one namespace, so the parts never count the same pod twice), plus the
+/// changes preemption's dry run made on top of them (so a shared map is never copied).
 #[derive(Debug, Clone, Default)]
 pub struct Domains {
     parts: Vec<Arc<DomainCounts>>,
+    delta: DomainWeights,
 }
 
 impl Domains {
     pub fn new(parts: Vec<Arc<DomainCounts>>) -> Self {
         let parts = parts.into_iter().filter(|p| !p.is_empty()).collect();
-        Domains { parts }
+        Domains {
+            parts,
+            delta: DomainWeights::new(),
+        }
     }
 
     /// Matching pods in domain `value`.
     pub fn get(&self, value: &str) -> i64 {
-        self.parts.iter().filter_map(|p| p.get(value)).sum()
+        let base: i64 = self.parts.iter().filter_map(|p| p.get(value)).sum();
+        base + self.delta.get(value).copied().unwrap_or(0)
+    }
+
+    /// Counts `by` more (or fewer) pods in domain `value`.
+    pub fn adjust(&mut self, value: &str, by: i64) {
+        add_signed(&mut self.delta, value, by);
+    }
+
+    /// Every domain with a matching pod, once each, with its count.
+    pub fn positive(&self) -> impl Iterator<Item = (&str, i64)> {
+        let seen = |d: &str, before: &[Arc<DomainCounts>]| before.iter().any(|p| p.contains_key(d));
+        let from_parts = self.parts.iter().enumerate().flat_map(move |(i, p)| {
+            p.keys()
+                .filter(move |d| !seen(d, &self.parts[..i]))
+                .map(String::as_str)
+        });
+        let from_delta = self
+            .delta
+            .keys()
+            .filter(move |d| !seen(d, &self.parts))
+            .map(String::as_str);
+        from_parts
+            .chain(from_delta)
+            .map(|d| (d, self.get(d)))
+            .filter(|(_, n)| *n > 0)
     }
 
     /// Whether no domain has a matching pod.
     pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
+        if self.delta.is_empty() {
+            self.parts.is_empty()
+        } else {
+            self.positive().next().is_none()
+        }
     }
 
-    /// One map of every domain with a matching pod (shared, not copied, when there is one part).
+    /// One map of every domain with a matching pod (shared, not copied, when there is one part
+    /// and no change on top).
     pub fn merged(&self) -> Arc<DomainCounts> {
-        match self.parts.as_slice() {
-            [] => Arc::default(),
-            [one] => one.clone(),
-            many => {
-                let mut out = DomainCounts::new();
-                for p in many {
-                    for (d, n) in p.iter() {
-                        *out.entry(d.clone()).or_default() += n;
-                    }
-                }
-                Arc::new(out)
+        match (self.parts.as_slice(), self.delta.is_empty()) {
+            ([], true) => Arc::default(),
+            ([one], true) => one.clone(),
+            _ => Arc::new(self.positive().map(|(d, n)| (d.to_owned(), n)).collect()),
+        }
+    }
+}
+
+/// Domain value → summed signed weights of preferred terms (affinity +weight, anti-affinity
+/// −weight); domains that sum to zero are left out.
+pub type DomainWeights = HashMap<String, i64>;
+
+/// Adds `by` (of either sign) to `domain`, dropping it when it sums to zero.
+pub fn add_signed(weights: &mut DomainWeights, domain: &str, by: i64) {
+    match weights.get_mut(domain) {
+        Some(w) => {
+            *w += by;
+            if *w == 0 {
+                weights.remove(domain);
             }
         }
+        None if by != 0 => {
+            weights.insert(domain.to_owned(), by);
+        }
+        None => {}
     }
 }
 
@@ -132,6 +181,14 @@ struct AntiTerm {
     counts: Arc<DomainCounts>,
 }
 
+#[derive(Debug, Clone)]
+struct PreferredTerm {
+    term: AffinityTerm,
+    /// Pods carrying the term (as affinity or anti-affinity), wherever they are.
+    carriers: usize,
+    weights: Arc<DomainWeights>,
+}
+
 /// The index; see the module documentation. [`crate::snapshot::Snapshot`] owns one and feeds it
 /// every pod and node change.
 #[derive(Debug, Clone, Default)]
@@ -140,6 +197,9 @@ pub struct DomainIndex {
     labels: HashMap<String, HashMap<String, HashMap<String, LabelEntry>>>,
     /// Existing pods' required anti-affinity terms by signature.
     anti_terms: HashMap<String, AntiTerm>,
+    /// Existing pods' preferred affinity and anti-affinity terms by signature (a term some pods
+    /// prefer and others avoid is one entry: their weights net out per domain).
+    preferred_terms: HashMap<String, PreferredTerm>,
     /// Node label key → value → nodes carrying it: the domains of every topology key.
     node_domains: HashMap<String, HashMap<String, usize>>,
     /// Node label key → nodes carrying it.
@@ -237,6 +297,30 @@ impl DomainIndex {
                 self.anti_terms.remove(&t.signature);
             }
         }
+        let preferred = (pod.preferred_affinity.iter().map(|t| (t, 1)))
+            .chain(pod.preferred_anti_affinity.iter().map(|t| (t, -1)));
+        for (t, sign) in preferred {
+            let e = match self.preferred_terms.get_mut(&t.signature) {
+                Some(e) => e,
+                None if by > 0 => self
+                    .preferred_terms
+                    .entry(t.signature.clone())
+                    .or_insert_with(|| PreferredTerm {
+                        term: t.clone(),
+                        carriers: 0,
+                        weights: Arc::default(),
+                    }),
+                None => continue,
+            };
+            if let Some(domain) = node_labels.get(&t.topology_key) {
+                let w = by * sign * i64::from(t.weight);
+                add_signed(Arc::make_mut(&mut e.weights), domain, w);
+            }
+            e.carriers = e.carriers.saturating_add_signed(by as isize);
+            if e.carriers == 0 {
+                self.preferred_terms.remove(&t.signature);
+            }
+        }
         // Terminating pods match no selector here, as in `NodeInfo::count_matching`.
         if pod.terminating() {
             return;
@@ -321,6 +405,12 @@ impl DomainIndex {
     /// term's topology key.
     pub fn anti_terms(&self) -> impl Iterator<Item = (&AffinityTerm, &Arc<DomainCounts>)> {
         self.anti_terms.values().map(|e| (&e.term, &e.counts))
+    }
+
+    /// Existing pods' distinct preferred affinity and anti-affinity terms with their carriers'
+    /// signed weights per domain of the term's topology key.
+    pub fn preferred_terms(&self) -> impl Iterator<Item = (&AffinityTerm, &Arc<DomainWeights>)> {
+        self.preferred_terms.values().map(|e| (&e.term, &e.weights))
     }
 }
 
@@ -422,6 +512,14 @@ impl Snapshot {
     /// Existing pods' distinct required anti-affinity terms, each with its pods per domain.
     pub fn existing_anti_terms(&self) -> impl Iterator<Item = (&AffinityTerm, &Arc<DomainCounts>)> {
         self.domains.anti_terms()
+    }
+
+    /// Existing pods' distinct preferred (anti-)affinity terms, each with its carriers' signed
+    /// weights per domain.
+    pub fn existing_preferred_terms(
+        &self,
+    ) -> impl Iterator<Item = (&AffinityTerm, &Arc<DomainWeights>)> {
+        self.domains.preferred_terms()
     }
 
     /// Builds one label's aggregation from the nodes' own label counts.

@@ -6,7 +6,7 @@
 //! (an API call failed), not for what the cluster cannot offer.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
@@ -27,11 +27,109 @@ pub enum Code {
     Error,
 }
 
+/// One reason a node does not fit, as shown to users. Filter may reject every node of a
+/// decision, so the common reasons are constants (`Static`) and a node's taint reasons are built
+/// once per node and shared (`Shared`): rejecting a node allocates nothing. Rarer reasons that
+/// name something (a claim, an extended resource) are built (`Owned`).
+#[derive(Debug, Clone)]
+pub enum Reason {
+    Static(&'static str),
+    Shared(Arc<str>),
+    Owned(String),
+}
+
+impl Reason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Reason::Static(s) => s,
+            Reason::Shared(s) => s,
+            Reason::Owned(s) => s,
+        }
+    }
+}
+
+/// Equal text is the same reason, however it is held.
+impl PartialEq for Reason {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Reason {}
+
+impl From<&'static str> for Reason {
+    fn from(s: &'static str) -> Self {
+        Reason::Static(s)
+    }
+}
+
+impl From<String> for Reason {
+    fn from(s: String) -> Self {
+        Reason::Owned(s)
+    }
+}
+
+impl From<Arc<str>> for Reason {
+    fn from(s: Arc<str>) -> Self {
+        Reason::Shared(s)
+    }
+}
+
+/// A status's reasons. Filter runs on up to every node per decision and most rejections give
+/// one or two reasons, so those are kept inline: a `Vec` would allocate once per rejected node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reasons {
+    inline: [Option<Reason>; 2],
+    more: Vec<Reason>,
+}
+
+impl Reasons {
+    /// One reason.
+    pub fn one(reason: impl Into<Reason>) -> Self {
+        Reasons {
+            inline: [Some(reason.into()), None],
+            more: Vec::new(),
+        }
+    }
+
+    pub fn push(&mut self, reason: impl Into<Reason>) {
+        let reason = reason.into();
+        match self.inline.iter_mut().find(|r| r.is_none()) {
+            Some(slot) => *slot = Some(reason),
+            None => self.more.push(reason),
+        }
+    }
+
+    /// The reasons in the order they were given.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.inline
+            .iter()
+            .flatten()
+            .chain(&self.more)
+            .map(Reason::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inline[0].is_none()
+    }
+
+    /// The reasons joined by `sep`.
+    pub fn join(&self, sep: &str) -> String {
+        self.iter().collect::<Vec<_>>().join(sep)
+    }
+}
+
+impl PartialEq<Vec<&str>> for Reasons {
+    fn eq(&self, other: &Vec<&str>) -> bool {
+        self.iter().eq(other.iter().copied())
+    }
+}
+
 /// A plugin's answer: a code, the reasons shown to users, and who said it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     pub code: Code,
-    pub reasons: Vec<String>,
+    pub reasons: Reasons,
     pub plugin: &'static str,
 }
 
@@ -39,7 +137,7 @@ impl Status {
     pub fn success() -> Self {
         Status {
             code: Code::Success,
-            reasons: Vec::new(),
+            reasons: Reasons::default(),
             plugin: "",
         }
     }
@@ -47,24 +145,24 @@ impl Status {
     pub fn skip() -> Self {
         Status {
             code: Code::Skip,
-            reasons: Vec::new(),
+            reasons: Reasons::default(),
             plugin: "",
         }
     }
 
-    pub fn new(code: Code, reason: impl Into<String>) -> Self {
+    pub fn new(code: Code, reason: impl Into<Reason>) -> Self {
         Status {
             code,
-            reasons: vec![reason.into()],
+            reasons: Reasons::one(reason),
             plugin: "",
         }
     }
 
-    pub fn unschedulable(reason: impl Into<String>) -> Self {
+    pub fn unschedulable(reason: impl Into<Reason>) -> Self {
         Status::new(Code::Unschedulable, reason)
     }
 
-    pub fn unresolvable(reason: impl Into<String>) -> Self {
+    pub fn unresolvable(reason: impl Into<Reason>) -> Self {
         Status::new(Code::UnschedulableAndUnresolvable, reason)
     }
 
@@ -83,23 +181,56 @@ impl Status {
     }
 }
 
+/// What a plugin keeps in [`CycleState`]: any value that can be cloned, so preemption's dry run
+/// can change a copy per candidate node (see [`Plugin::remove_pod`]).
+pub trait StateData: Any + Send + Sync {
+    fn clone_box(&self) -> Box<dyn StateData>;
+}
+
+impl<T: Any + Clone + Send + Sync> StateData for T {
+    fn clone_box(&self) -> Box<dyn StateData> {
+        Box::new(self.clone())
+    }
+}
+
+impl Clone for Box<dyn StateData> {
+    fn clone(&self) -> Self {
+        (**self).clone_box()
+    }
+}
+
 /// Per-pod scratch space: each plugin stores what its PreFilter/PreScore computed under its
-/// name, and reads it back for every node.
-#[derive(Default)]
+/// name, and reads it back for every node. A handful of entries, read once per plugin per node
+/// visited: a list searched by name is cheaper there than hashing the name each time.
+#[derive(Default, Clone)]
 pub struct CycleState {
-    data: HashMap<&'static str, Box<dyn Any + Send + Sync>>,
+    data: Vec<(&'static str, Box<dyn StateData>)>,
     /// Plugins whose PreFilter said Skip: their Filter is not run.
     pub(crate) skip_filter: Vec<&'static str>,
     pub(crate) skip_score: Vec<&'static str>,
 }
 
 impl CycleState {
-    pub fn write<T: Any + Send + Sync>(&mut self, key: &'static str, value: T) {
-        self.data.insert(key, Box::new(value));
+    pub fn write<T: StateData>(&mut self, key: &'static str, value: T) {
+        let value: Box<dyn StateData> = Box::new(value);
+        match self.data.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, slot)) => *slot = value,
+            None => self.data.push((key, value)),
+        }
     }
 
     pub fn read<T: Any>(&self, key: &'static str) -> Option<&T> {
-        self.data.get(key).and_then(|v| v.downcast_ref())
+        self.data
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| (&**v as &dyn Any).downcast_ref())
+    }
+
+    pub fn read_mut<T: Any>(&mut self, key: &'static str) -> Option<&mut T> {
+        self.data
+            .iter_mut()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| (&mut **v as &mut dyn Any).downcast_mut())
     }
 }
 
@@ -171,6 +302,28 @@ pub trait Plugin: Send + Sync {
     /// Once per pod before filtering; Skip turns this plugin's Filter off for the pod.
     fn pre_filter(&self, _state: &mut CycleState, _pod: &PodInfo, _snapshot: &Snapshot) -> Status {
         Status::success()
+    }
+
+    /// Preemption's dry run took `victim` off `node` (upstream's PreFilterExtensions
+    /// `RemovePod`): a plugin whose PreFilter counted pods across nodes brings `state` up to
+    /// date, so its Filter sees the cluster without the victim.
+    fn remove_pod(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _victim: &PodInfo,
+        _node: &NodeInfo,
+    ) {
+    }
+
+    /// The dry run put `victim` back on `node` (`AddPod`): undoes [`Plugin::remove_pod`].
+    fn add_pod(
+        &self,
+        _state: &mut CycleState,
+        _pod: &PodInfo,
+        _victim: &PodInfo,
+        _node: &NodeInfo,
+    ) {
     }
 
     /// Whether the pod fits `node`.
@@ -247,6 +400,24 @@ pub fn normalize_min_max(scores: &mut [i64]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reasons_keep_order_past_the_inline_ones() {
+        let mut r = Reasons::default();
+        assert!(r.is_empty());
+        r.push("a");
+        r.push(String::from("b"));
+        r.push("c");
+        assert!(!r.is_empty());
+        assert_eq!(r, vec!["a", "b", "c"]);
+        let shared: Arc<str> = Arc::from("d");
+        r.push(shared);
+        assert_eq!(r, vec!["a", "b", "c", "d"]);
+        assert_eq!(Reasons::one(String::from("x")), Reasons::one("x"));
+        assert_eq!(r.join(", "), "a, b, c, d");
+        assert_eq!(Reasons::one("x"), vec!["x"]);
+        assert_ne!(Reasons::one("x"), vec!["x", "y"]);
+    }
 
     #[test]
     fn normalizers() {

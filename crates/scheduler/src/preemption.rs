@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rudder_machinery::label_selector::LabelSelector;
 
 use crate::config::Profile;
-use crate::framework::{Code, CycleState};
+use crate::framework::{Code, CycleState, Point};
 use crate::schedule::{FitError, reason_histogram, run_filters_with_nominated, run_pre_filter};
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
@@ -82,7 +82,9 @@ fn violates(pod: &PodInfo, budgets: &mut [Budget]) -> bool {
 /// pods first, so only the pods that must go go. Every fit check counts the pods nominated to
 /// the node with at least the pod's priority as placed there (upstream's dry run runs the
 /// filters with nominated pods): room already promised to one preemptor is not taken again by
-/// the next.
+/// the next. The victims leave PreFilter's state as well as the node (each plugin's
+/// `remove_pod`/`add_pod` on a copy of `state`): anti-affinity and spread count pods across
+/// nodes, and a victim that was the reason the pod did not fit must stop counting.
 fn select_victims(
     profile: &Profile,
     state: &CycleState,
@@ -91,8 +93,9 @@ fn select_victims(
     snap: &Snapshot,
     budgets: &[Budget],
 ) -> Option<Candidate> {
-    let fits =
-        |trial: &NodeInfo| run_filters_with_nominated(profile, state, pod, trial, snap).passes();
+    let fits = |state: &CycleState, trial: &NodeInfo| {
+        run_filters_with_nominated(profile, state, pod, trial, snap).passes()
+    };
     let mut trial = node.clone();
     let mut lower: Vec<Arc<PodInfo>> = node
         .pods
@@ -103,10 +106,12 @@ fn select_victims(
     if lower.is_empty() {
         return None;
     }
+    let mut state = state.clone();
     for p in &lower {
         trial.remove_pod(&p.namespace, &p.name);
+        update_state(profile, &mut state, pod, p, node, false);
     }
-    if !fits(&trial) {
+    if !fits(&state, &trial) {
         return None;
     }
     lower.sort_by_key(|p| std::cmp::Reverse(p.priority));
@@ -118,8 +123,10 @@ fn select_victims(
     for (group, is_violating) in [(violating, true), (fine, false)] {
         for p in group {
             trial.add_pod(p.clone());
-            if !fits(&trial) {
+            update_state(profile, &mut state, pod, &p, node, true);
+            if !fits(&state, &trial) {
                 trial.remove_pod(&p.namespace, &p.name);
+                update_state(profile, &mut state, pod, &p, node, false);
                 if is_violating {
                     pdb_violations += 1;
                 }
@@ -132,6 +139,29 @@ fn select_victims(
         victims,
         pdb_violations,
     })
+}
+
+/// Tells the PreFilter plugins (those whose PreFilter did not skip) that `victim` left `node`
+/// or came back.
+fn update_state(
+    profile: &Profile,
+    state: &mut CycleState,
+    pod: &PodInfo,
+    victim: &PodInfo,
+    node: &NodeInfo,
+    back: bool,
+) {
+    for e in &profile.plugins {
+        let name = e.plugin.name();
+        if !e.points.contains(&Point::PreFilter) || state.skip_filter.contains(&name) {
+            continue;
+        }
+        if back {
+            e.plugin.add_pod(state, pod, victim, node);
+        } else {
+            e.plugin.remove_pod(state, pod, victim, node);
+        }
+    }
 }
 
 /// Orders candidates by upstream's rules; the first is the one to use.
@@ -176,12 +206,15 @@ pub fn preempt(
     }
     let mut outcomes = Vec::new();
     let mut candidates = Vec::new();
-    for node in &snap.nodes {
-        let helpful = fit
-            .diagnosis
-            .node_statuses
-            .get(&node.name)
-            .is_none_or(|s| s.code == Code::Unschedulable);
+    // Filter's codes by node position (the diagnosis keeps them in visiting order).
+    let mut codes = vec![None; snap.nodes.len()];
+    for (i, s) in &fit.diagnosis.node_statuses {
+        if let Some(slot) = codes.get_mut(*i) {
+            *slot = Some(s.code);
+        }
+    }
+    for (node, code) in snap.nodes.iter().zip(codes) {
+        let helpful = code.is_none_or(|c| c == Code::Unschedulable);
         if !helpful {
             outcomes.push(crate::framework::Status::unresolvable(NOT_HELPFUL));
             continue;
@@ -277,6 +310,78 @@ mod tests {
         ];
         for (name, p, budgets, want) in cases {
             assert_eq!(run(&snap, &p, budgets), want, "{name}");
+        }
+    }
+
+    /// Victims leave PreFilter's cross-node counts too: a pod kept off a node by anti-affinity
+    /// or topology spread preempts the pods that are the reason, and only as many as needed.
+    #[test]
+    fn victims_leave_affinity_and_spread_counts() {
+        let host = |n: &str, zone: &str| {
+            node(
+                n,
+                json!({"kubernetes.io/hostname": n, "zone": zone}),
+                json!({}),
+            )
+        };
+        let anti = |app: &str, key: &str| {
+            json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]}})
+        };
+        let with = |name: &str, prio: i32, labels: serde_json::Value, extra: serde_json::Value| {
+            let mut spec = json!({"priority": prio, "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]});
+            if let (Some(s), serde_json::Value::Object(e)) = (spec.as_object_mut(), extra) {
+                s.extend(e);
+            }
+            pod(name, labels, spec)
+        };
+        let spread = |skew: i32| {
+            json!({"topologySpreadConstraints": [{"maxSkew": skew, "topologyKey": "zone",
+                "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "web"}}}]})
+        };
+        // n2 is full with a pod nobody may evict, so n1 is the only candidate.
+        let full = || {
+            with(
+                "top",
+                2000,
+                json!({}),
+                json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]}),
+            )
+        };
+        type Case = (
+            &'static str,
+            Vec<PodInfo>,
+            PodInfo,
+            Result<(String, Vec<String>), String>,
+        );
+        let cases: Vec<Case> = vec![
+            ("own anti-affinity: the web pod goes",
+                vec![with("web", 0, json!({"app": "web"}), json!({})), with("other", 0, json!({}), json!({}))],
+                with("p", 1000, json!({}), json!({"affinity": anti("web", "kubernetes.io/hostname")})),
+                Ok(("n1".into(), vec!["web".into()]))),
+            ("existing anti-affinity: the pod that repels it goes",
+                vec![with("guard", 0, json!({}), json!({"affinity": anti("p", "zone")})), with("other", 0, json!({}), json!({}))],
+                with("p", 1000, json!({"app": "p"}), json!({})),
+                Ok(("n1".into(), vec!["guard".into()]))),
+            ("anti-affinity against a higher pod: nothing to do",
+                vec![with("web", 2000, json!({"app": "web"}), json!({})), with("other", 0, json!({}), json!({}))],
+                with("p", 1000, json!({}), json!({"affinity": anti("web", "kubernetes.io/hostname")})),
+                Err("preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod".into())),
+            ("spread, maxSkew 2: one of the two web pods goes",
+                vec![with("w-high", 10, json!({"app": "web"}), json!({})), with("w-low", 0, json!({"app": "web"}), json!({}))],
+                with("p", 1000, json!({"app": "web"}), spread(2)),
+                Ok(("n1".into(), vec!["w-low".into()]))),
+            ("spread, maxSkew 1: both go",
+                vec![with("w-high", 10, json!({"app": "web"}), json!({})), with("w-low", 0, json!({"app": "web"}), json!({}))],
+                with("p", 1000, json!({"app": "web"}), spread(1)),
+                Ok(("n1".into(), vec!["w-high".into(), "w-low".into()]))),
+        ];
+        for (name, residents, p, want) in cases {
+            let mut placed: Vec<(&str, PodInfo)> =
+                residents.into_iter().map(|r| ("n1", r)).collect();
+            placed.push(("n2", full()));
+            let snap = snapshot(vec![host("n1", "a"), host("n2", "b")], placed);
+            assert_eq!(run(&snap, &p, &[]), want, "{name}");
         }
     }
 

@@ -1,8 +1,13 @@
 //! One scheduling decision, pure: PreFilter, Filter over (a sample of) the nodes, PreScore,
 //! Score, NormalizeScore and weights, then the best node (ties broken at random). When no node
 //! fits, a [`FitError`] records why per node, for the `FailedScheduling` message.
+//!
+//! A decision may visit every node to find the feasible ones, so rejecting a node must be cheap:
+//! its status is kept by the node's position (no name copied, nothing hashed) in a buffer the
+//! [`Algorithm`] reuses, and the common reasons are constants (`framework::Reason`). The reasons
+//! are only counted into text when the pod fits nowhere.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::config::{Enabled, Profile};
 use crate::framework::{Code, CycleState, Point, Status};
@@ -11,9 +16,11 @@ use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 /// Why no node fits a pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Diagnosis {
-    /// The node name → the first failing Filter's status.
-    pub node_statuses: HashMap<String, Status>,
-    /// Set when a PreFilter rejected the pod outright.
+    /// Per node a Filter rejected: its position in the snapshot's `nodes` (the snapshot the
+    /// decision ran over) and the first failing Filter's status, in the order visited.
+    pub node_statuses: Vec<(usize, Status)>,
+    /// Set when a PreFilter rejected the pod outright (the same status then holds for every
+    /// node, and `node_statuses` is empty).
     pub pre_filter: Option<Status>,
 }
 
@@ -30,8 +37,8 @@ pub struct FitError {
 pub fn reason_histogram<'a>(statuses: impl Iterator<Item = &'a Status>) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for s in statuses {
-        for r in &s.reasons {
-            *counts.entry(r.as_str()).or_default() += 1;
+        for r in s.reasons.iter() {
+            *counts.entry(r).or_default() += 1;
         }
     }
     let mut lines: Vec<String> = counts
@@ -50,7 +57,7 @@ impl FitError {
             Some(pre) => msg.push_str(&format!(" {}.", pre.reasons.join(", "))),
             None => msg.push_str(&format!(
                 " {}.",
-                reason_histogram(self.diagnosis.node_statuses.values())
+                reason_histogram(self.diagnosis.node_statuses.iter().map(|(_, s)| s))
             )),
         }
         if let Some(post) = &self.post_filter {
@@ -85,11 +92,13 @@ pub fn nodes_to_find(total: usize, percentage: u32) -> usize {
 }
 
 /// The scheduling algorithm with its small state: where the next search starts (so nodes are
-/// sampled round-robin) and a random source for ties.
+/// sampled round-robin), a random source for ties, and the buffer rejected nodes' statuses go
+/// to (kept between decisions so a decision that succeeds allocates none).
 #[derive(Debug)]
 pub struct Algorithm {
     next_start: usize,
     rng: u64,
+    rejected: Vec<(usize, Status)>,
 }
 
 impl Default for Algorithm {
@@ -97,6 +106,7 @@ impl Default for Algorithm {
         Algorithm {
             next_start: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
+            rejected: Vec::new(),
         }
     }
 }
@@ -197,38 +207,37 @@ impl Algorithm {
         }
         let mut state = CycleState::default();
         if let Err(s) = run_pre_filter(profile, &mut state, pod, snap) {
-            let statuses = snap
-                .nodes
-                .iter()
-                .map(|n| (n.name.clone(), s.clone()))
-                .collect();
             return Err(fail(Diagnosis {
-                node_statuses: statuses,
+                node_statuses: Vec::new(),
                 pre_filter: Some(s),
             }));
         }
         let want = nodes_to_find(total, percentage);
         let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want.min(total));
-        let mut statuses = HashMap::new();
+        self.rejected.clear();
         let start = self.next_start % total;
         let mut visited = 0;
         while visited < total && feasible.len() < want {
-            let node = &snap.nodes[(start + visited) % total];
+            let i = (start + visited) % total;
+            let node = &snap.nodes[i];
             visited += 1;
             let s = run_filters_with_nominated(profile, &state, pod, node, snap);
             if s.passes() {
                 feasible.push(node);
             } else {
-                statuses.insert(node.name.clone(), s);
+                self.rejected.push((i, s));
             }
         }
         self.next_start = (start + visited) % total;
         if feasible.is_empty() {
             return Err(fail(Diagnosis {
-                node_statuses: statuses,
+                node_statuses: std::mem::take(&mut self.rejected),
                 pre_filter: None,
             }));
         }
+        // Statuses hold no allocation in the common case; dropping them now keeps the buffer's
+        // capacity for the next decision.
+        self.rejected.clear();
         let evaluated = visited;
         if feasible.len() == 1 {
             return Ok(Placement {
@@ -340,6 +349,21 @@ mod tests {
         assert_eq!(
             fit.message(),
             "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu."
+        );
+        // Several reasons on one node (more than a status keeps inline), one constant and
+        // some built: each counted, the text unchanged.
+        let greedy = pod(
+            "g",
+            json!({}),
+            json!({"containers": [{"name": "c", "resources": {"requests":
+                {"cpu": "8", "memory": "16Gi", "example.com/gpu": "1"}}}]}),
+        );
+        let greedy_fit = Algorithm::default()
+            .schedule(&config.profiles[0], 0, &snap, &greedy)
+            .expect_err("unschedulable");
+        assert_eq!(
+            greedy_fit.message(),
+            "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu, 2 Insufficient example.com/gpu, 2 Insufficient memory."
         );
         fit.post_filter = Some("preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod".into());
         assert!(fit.message().ends_with("2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."));

@@ -336,7 +336,10 @@ where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     F: FnMut(&Shared, Change<K>),
 {
-    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    // The scheduler never reads managedFields; dropping them keeps each cached pod small.
+    let stream = watcher::watcher(api, watcher::Config::default())
+        .modify(|o| o.meta_mut().managed_fields = None)
+        .default_backoff();
     futures::pin_mut!(stream);
     let mut relisting = std::collections::HashSet::new();
     let mut synced = false;

@@ -251,6 +251,9 @@ pub struct NodeInfo {
     pub used_ports: Vec<HostPort>,
     /// Image name → size in bytes, from `status.images`.
     pub images: HashMap<String, i64>,
+    /// Per taint in `spec.taints` (same order), the reason TaintToleration gives when the pod
+    /// does not tolerate it — built once per node, shared by every status that names it.
+    pub taint_reasons: Vec<Arc<str>>,
 }
 
 impl NodeInfo {
@@ -268,7 +271,16 @@ impl NodeInfo {
                 images.insert(name.clone(), image.size_bytes.unwrap_or(0));
             }
         }
+        let taint_reasons = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| Arc::from(crate::plugins::taint_toleration::reason(t)))
+            .collect();
         NodeInfo {
+            taint_reasons,
             name: node.metadata.name.clone().unwrap_or_default(),
             labels: node.metadata.labels.clone().unwrap_or_default(),
             allocatable: node_allocatable(&node),

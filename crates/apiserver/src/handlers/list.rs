@@ -13,7 +13,7 @@ use super::Ctx;
 use crate::cache::CachedObject;
 use crate::filter::Filter;
 use crate::http::{Body, json_response};
-use crate::params::{Continue, ListParams};
+use crate::params::{Continue, ListParams, ReadAt};
 use crate::status::ApiError;
 
 /// How a client wants objects rendered, from its `Accept` header.
@@ -217,6 +217,13 @@ pub(crate) async fn list(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
             &filter,
         )
         .await;
+    }
+    if crate::cache::uncached(&prefix) {
+        let rev = match params.read_at()? {
+            ReadAt::Exact(rev) => rev,
+            _ => ctx.server.store.current_revision().await?,
+        };
+        return list_from_store(ctx, &prefix, None, rev, params.limit, &filter).await;
     }
     if let Some(rev) = super::read::settle(cache, params.read_at()?).await? {
         return list_from_store(ctx, &prefix, None, rev, params.limit, &filter).await;

@@ -15,6 +15,17 @@ pub(crate) async fn fetch(ctx: &Ctx<'_>) -> Result<CachedObject, ApiError> {
     let key = ctx.key()?;
     let params = ListParams::parse(&ctx.query)?;
     let cache = &ctx.server.cache;
+    if crate::cache::uncached(&key) {
+        let at = match params.read_at()? {
+            ReadAt::Exact(rev) => Some(rev),
+            // The store is never behind a write it acknowledged.
+            _ => None,
+        };
+        let got = ctx.server.store.get(&key, at).await?;
+        let kv = got.kv.ok_or_else(|| ctx.not_found())?;
+        return CachedObject::decode(&kv.key, &kv.value, kv.mod_revision)
+            .map_err(ApiError::internal);
+    }
     if let Some(rev) = settle(cache, params.read_at()?).await? {
         let got = ctx.server.store.get(&key, Some(rev)).await?;
         let kv = got.kv.ok_or_else(|| ctx.not_found())?;

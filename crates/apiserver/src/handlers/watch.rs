@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
+use futures::StreamExt;
 use hyper::Response;
 use rudder_printers::{Printer, TableOptions};
 use serde_json::{Value, json};
@@ -159,28 +160,26 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     }
     let bookmark_kind = (ctx.resource.kind.clone(), ctx.resource.api_version());
     let encoder = Encoder::for_request(ctx)?;
+    if crate::cache::uncached(&prefix) {
+        let from_store = FromStore {
+            store: ctx.server.store.clone(),
+            prefix,
+            after,
+        };
+        return from_store
+            .watch(params, filter, encoder, bookmark_kind)
+            .await;
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS);
     let start = match cache.watch(&prefix, after) {
         Ok(s) => s,
-        Err(TooOld::Expired { oldest }) => {
-            // Upstream answers 200 and sends the error as the stream's only event.
-            let status = ApiError::gone(format!(
-                "too old resource version: {} ({oldest})",
-                after.unwrap_or_default()
-            ))
-            .to_status();
-            let line = event_line("ERROR", &serde_json::to_vec(&status).unwrap_or_default());
-            let _ = tx.try_send(line);
-            drop(tx);
-            return Ok(watch_response(rx));
-        }
+        Err(TooOld::Expired { oldest }) => return Ok(expired(after, oldest)),
     };
-    let timeout = params
-        .timeout_seconds
-        .map(Duration::from_secs)
-        .unwrap_or_else(|| Duration::from_secs(1800 + rand::random_range(0..1800)));
-    let send_initial_end = params.send_initial_events && params.allow_bookmarks;
-    let allow_bookmarks = params.allow_bookmarks;
+    let Stream {
+        timeout,
+        send_initial_end,
+        allow_bookmarks,
+    } = Stream::of(&params);
     tokio::spawn(async move {
         let run = async {
             let mut last = start.rev;
@@ -221,6 +220,152 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
         let _ = tokio::time::timeout(timeout, run).await;
     });
     Ok(watch_response(rx))
+}
+
+/// How long a watch runs and which bookmarks it sends, from its request.
+struct Stream {
+    timeout: Duration,
+    /// Send the `initial-events-end` bookmark after the initial objects.
+    send_initial_end: bool,
+    allow_bookmarks: bool,
+}
+
+impl Stream {
+    fn of(params: &ListParams) -> Self {
+        Stream {
+            // Upstream spreads unbounded watches over 30–60 min so clients do not all
+            // reconnect at once.
+            timeout: params
+                .timeout_seconds
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| Duration::from_secs(1800 + rand::random_range(0..1800))),
+            send_initial_end: params.send_initial_events && params.allow_bookmarks,
+            allow_bookmarks: params.allow_bookmarks,
+        }
+    }
+}
+
+/// Upstream answers a watch from a revision it no longer holds with 200 and the 410 as the
+/// stream's only event.
+fn expired(after: Option<u64>, oldest: u64) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Bytes>(1);
+    let status = ApiError::gone(format!(
+        "too old resource version: {} ({oldest})",
+        after.unwrap_or_default()
+    ))
+    .to_status();
+    let line = event_line("ERROR", &serde_json::to_vec(&status).unwrap_or_default());
+    let _ = tx.try_send(line);
+    watch_response(rx)
+}
+
+/// A watch of a resource the cache does not hold, served by a store watch.
+struct FromStore {
+    store: Arc<dyn rudder_store::Store>,
+    prefix: String,
+    after: Option<u64>,
+}
+
+impl FromStore {
+    async fn watch(
+        self,
+        params: ListParams,
+        filter: Filter,
+        encoder: Encoder,
+        kind: (String, String),
+    ) -> Result<Response<Body>, ApiError> {
+        let (initial, rev) = match self.after {
+            Some(rev) => (Vec::new(), rev),
+            None => {
+                let rev = self.store.current_revision().await?;
+                (self.objects_at(rev).await?, rev)
+            }
+        };
+        let mut stream = match self.store.watch(&self.prefix, rev + 1).await {
+            Ok(s) => s,
+            Err(rudder_store::StoreError::Compacted { compacted, .. }) => {
+                return Ok(expired(self.after, compacted));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS);
+        let Stream {
+            timeout,
+            send_initial_end,
+            allow_bookmarks,
+        } = Stream::of(&params);
+        tokio::spawn(async move {
+            let run = async {
+                for obj in &initial {
+                    if filter.matches(obj) && tx.send(encoder.line("ADDED", obj)).await.is_err() {
+                        return;
+                    }
+                }
+                if send_initial_end && tx.send(bookmark(&encoder, &kind, rev, true)).await.is_err()
+                {
+                    return;
+                }
+                let sink = Sink {
+                    tx: &tx,
+                    filter: &filter,
+                    prefix: &self.prefix,
+                    encoder: &encoder,
+                };
+                // Bookmarks only name revisions whose events were all sent: the store's
+                // current revision may be ahead of what this stream delivered.
+                let mut last = rev;
+                loop {
+                    let batch = tokio::select! {
+                        b = stream.next() => b,
+                        () = tokio::time::sleep(BOOKMARK_EVERY), if allow_bookmarks => {
+                            if tx.send(bookmark(&encoder, &kind, last, false)).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        () = tx.closed() => return,
+                    };
+                    // Ended or failed (compacted, cancelled): the client resumes or relists.
+                    let Some(Ok(batch)) = batch else { return };
+                    for ev in batch.iter().filter_map(CacheEvent::from_store) {
+                        last = last.max(ev.rev);
+                        if !sink.offer(&ev).await {
+                            return;
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(timeout, run).await;
+        });
+        Ok(watch_response(rx))
+    }
+
+    /// Every object under the prefix at `rev`.
+    async fn objects_at(&self, rev: u64) -> Result<Vec<CachedObject>, ApiError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .store
+                .range(rudder_store::RangeRequest {
+                    prefix: self.prefix.clone(),
+                    start,
+                    limit: 500,
+                    revision: Some(rev),
+                })
+                .await?;
+            for kv in &page.kvs {
+                match CachedObject::decode(&kv.key, &kv.value, kv.mod_revision) {
+                    Ok(o) => out.push(o),
+                    Err(e) => return Err(ApiError::internal(e)),
+                }
+            }
+            match page.continue_key() {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
+            }
+        }
+    }
 }
 
 fn bookmark(encoder: &Encoder, kind: &(String, String), rev: u64, initial_end: bool) -> Bytes {

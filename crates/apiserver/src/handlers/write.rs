@@ -439,6 +439,21 @@ fn patch_sets_resource_version(patch: &Value) -> bool {
     }
 }
 
+/// `new` made conditional on `requested`, the resourceVersion the request itself named, and on
+/// nothing when it named none (`None` or empty): what a mutation computes from the current
+/// object carries the current resourceVersion, which must not become a precondition the client
+/// never asked for. A write that lost a race is then re-applied to the fresh object rather than
+/// failed with a 409 (kube-apiserver's GuaranteedUpdate does the same).
+fn conditional_on(mut new: Value, requested: Option<&str>) -> Value {
+    if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        match requested.filter(|rv| !rv.is_empty()) {
+            Some(rv) => m.insert("resourceVersion".into(), json!(rv)),
+            None => m.remove("resourceVersion"),
+        };
+    }
+    new
+}
+
 /// PATCH on an object or its status.
 pub(crate) async fn patch(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let kind = patch_type(&ctx)?;
@@ -462,11 +477,9 @@ pub(crate) async fn patch(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     // is a precondition (otherwise a concurrent write would fail the patch instead of it being
     // re-applied, as upstream does).
     let rv_in_patch = patch_sets_resource_version(&patch);
-    let unconditional = |mut v: Value| {
-        if !rv_in_patch && let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
-        v
+    let unconditional = |v: Value| {
+        let requested = rv_in_patch.then(|| objects::meta_str(&v, "resourceVersion").to_owned());
+        conditional_on(v, requested.as_deref())
     };
     if kind != PatchType::Apply {
         let mut mutate =
@@ -559,20 +572,25 @@ fn replicas_from_scale(scale: &Value) -> Result<i64, ApiError> {
         })
 }
 
+/// What writing the Scale `wanted` makes of `current`: its replicas, conditional on the
+/// Scale's resourceVersion only if the request named one (the Scale view always carries the
+/// current one).
+fn scaled(current: &Value, wanted: &Value, request_names_rv: bool) -> Result<Value, ApiError> {
+    let replicas = replicas_from_scale(wanted)?;
+    let requested = request_names_rv.then(|| objects::meta_str(wanted, "resourceVersion"));
+    let mut new = conditional_on(current.clone(), requested);
+    new["spec"]["replicas"] = json!(replicas);
+    Ok(new)
+}
+
 async fn scale_with(
     ctx: Ctx<'_>,
+    request_names_rv: bool,
     mut to_scale: impl FnMut(&Value) -> Result<Value, ApiError> + Send,
 ) -> Result<Response<Body>, ApiError> {
     let mut mutate = |current: &Value| {
-        let view = super::read::scale_of(current);
-        let wanted = to_scale(&view)?;
-        let rv = objects::meta_str(&wanted, "resourceVersion");
-        let mut new = current.clone();
-        if !rv.is_empty() {
-            new["metadata"]["resourceVersion"] = json!(rv);
-        }
-        new["spec"]["replicas"] = json!(replicas_from_scale(&wanted)?);
-        Ok(new)
+        let wanted = to_scale(&super::read::scale_of(current))?;
+        scaled(current, &wanted, request_names_rv)
     };
     let done = guaranteed_update(&ctx, None, Tracking::Update, &mut mutate).await?;
     let value = done.object.value().map_err(ApiError::internal)?;
@@ -585,18 +603,23 @@ async fn scale_with(
 /// PUT of the `scale` subresource.
 pub(crate) async fn update_scale(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let body = decode_body(&ctx.req)?;
-    scale_with(ctx, move |_| Ok(body.clone())).await
+    let names_rv = !objects::meta_str(&body, "resourceVersion").is_empty();
+    scale_with(ctx, names_rv, move |_| Ok(body.clone())).await
 }
 
 /// PATCH of the `scale` subresource: the patch applies to the Scale view.
 pub(crate) async fn patch_scale(ctx: Ctx<'_>) -> Result<Response<Body>, ApiError> {
     let kind = patch_type(&ctx)?;
     let patch = decode_body(&ctx.req)?;
+    let names_rv = patch_sets_resource_version(&patch);
     let apply = move |view: &Value| match kind {
         PatchType::Json => crate::patch::json_patch(view, &patch),
         PatchType::Merge | PatchType::Strategic | PatchType::Apply => {
             Ok(crate::patch::merge_patch(view, &patch))
         }
     };
-    scale_with(ctx, apply).await
+    scale_with(ctx, names_rv, apply).await
 }
+
+#[cfg(test)]
+mod tests;

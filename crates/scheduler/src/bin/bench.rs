@@ -24,6 +24,11 @@ enum Workload {
     AntiAffinity,
     /// A DoNotSchedule topology spread constraint over 10 zones.
     Spread,
+    /// Preferred pod anti-affinity per hostname within groups (weight 100), as upstream's
+    /// SchedulingPreferredPodAntiAffinity: every placed pod's term also scores the next pod.
+    PreferredAntiAffinity,
+    /// A ScheduleAnyway topology spread constraint over 10 zones (scored, never filtered).
+    SoftSpread,
 }
 
 #[derive(Parser, Debug)]
@@ -189,6 +194,14 @@ fn pod(run: u64, i: usize, workload: Workload) -> serde_json::Value {
         Workload::Spread => {
             spec["topologySpreadConstraints"] = json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                 "whenUnsatisfiable": "DoNotSchedule", "labelSelector": selector}]);
+        }
+        Workload::PreferredAntiAffinity => {
+            spec["affinity"] = json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 100, "podAffinityTerm": {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}}]}});
+        }
+        Workload::SoftSpread => {
+            spec["topologySpreadConstraints"] = json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                "whenUnsatisfiable": "ScheduleAnyway", "labelSelector": selector}]);
         }
     }
     json!({"metadata": {"name": format!("p{run}-{i:06}"), "labels": {"group": group}}, "spec": spec})

@@ -72,6 +72,24 @@ fn brute_force_anti(snap: &Snapshot) -> HashMap<String, DomainCounts> {
     out
 }
 
+fn brute_force_preferred(snap: &Snapshot) -> HashMap<String, DomainWeights> {
+    let mut out: HashMap<String, DomainWeights> = HashMap::new();
+    for node in &snap.nodes {
+        for p in &node.pods {
+            let terms = (p.preferred_affinity.iter().map(|t| (t, 1)))
+                .chain(p.preferred_anti_affinity.iter().map(|t| (t, -1)));
+            for (t, sign) in terms {
+                if let Some(d) = node.labels.get(&t.topology_key) {
+                    let weights = out.entry(t.signature.clone()).or_default();
+                    add_signed(weights, d, sign * i64::from(t.weight));
+                }
+            }
+        }
+    }
+    out.retain(|_, w| !w.is_empty());
+    out
+}
+
 /// Every indexed answer equals the brute-force one.
 fn check(snap: &Snapshot) {
     let all: HashSet<String> = NAMESPACES.iter().map(|s| s.to_string()).collect();
@@ -102,6 +120,13 @@ fn check(snap: &Snapshot) {
         .map(|(t, c)| (t.signature.clone(), (**c).clone()))
         .collect();
     assert_eq!(got, brute_force_anti(snap), "anti-affinity terms");
+    let got: HashMap<String, DomainWeights> = snap
+        .existing_preferred_terms()
+        .filter(|(_, w)| !w.is_empty())
+        .map(|(t, w)| (t.signature.clone(), (**w).clone()))
+        .collect();
+    assert_eq!(got, brute_force_preferred(snap), "preferred terms");
+    scoring::check(snap);
     for key in KEYS {
         let domains: HashSet<&String> = snap
             .nodes
@@ -118,6 +143,8 @@ fn check(snap: &Snapshot) {
     }
 }
 
+mod scoring;
+
 #[derive(Debug, Clone)]
 struct PodSpec {
     ns: usize,
@@ -126,6 +153,8 @@ struct PodSpec {
     terminating: bool,
     /// (selector on `app`, topology key) of a required anti-affinity term.
     anti: Option<(usize, usize)>,
+    /// (selector on `app`, topology key, weight, anti-affinity?) of a preferred term.
+    preferred: Option<(usize, usize, i32, bool)>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,13 +180,15 @@ fn pod_spec() -> impl Strategy<Value = PodSpec> {
         proptest::option::of(0..2usize),
         proptest::bool::weighted(0.15),
         proptest::option::weighted(0.3, (0..2usize, 0..3usize)),
+        proptest::option::weighted(0.3, (0..2usize, 0..3usize, 1..4i32, proptest::bool::ANY)),
     )
-        .prop_map(|(ns, app, tier, terminating, anti)| PodSpec {
+        .prop_map(|(ns, app, tier, terminating, anti, preferred)| PodSpec {
             ns,
             app,
             tier,
             terminating,
             anti,
+            preferred,
         })
 }
 
@@ -206,6 +237,17 @@ fn pod_object(i: usize, node: Option<usize>, s: &PodSpec) -> Pod {
         let (app, key) = (["web", "db"][app], KEYS[key]);
         spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]}});
+    }
+    if let Some((app, key, weight, anti)) = s.preferred {
+        let (app, key) = (["web", "db"][app], KEYS[key]);
+        let kind = if anti {
+            "podAntiAffinity"
+        } else {
+            "podAffinity"
+        };
+        let term = json!({"weight": weight, "podAffinityTerm":
+            {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}});
+        spec["affinity"][kind]["preferredDuringSchedulingIgnoredDuringExecution"] = json!([term]);
     }
     let mut meta =
         json!({"name": format!("p{i}"), "namespace": NAMESPACES[s.ns], "labels": labels});
@@ -288,6 +330,7 @@ fn table() {
         tier: None,
         terminating: false,
         anti: None,
+        preferred: None,
     };
     let guard = PodSpec {
         anti: Some((0, 0)),

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Point, Status};
+use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Point, Reasons, Status};
 use crate::snapshot::{NodeInfo, PodInfo};
 
 pub const NAME: &str = "NodeResourcesFit";
@@ -56,30 +56,34 @@ impl Fit {
 }
 
 /// Every resource the pod lacks on `node`, as upstream words them ("Too many pods",
-/// "Insufficient cpu", …).
-pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Vec<String> {
-    let mut reasons = Vec::new();
+/// "Insufficient cpu", …). The fixed resources' reasons are constants: this runs for every
+/// node a decision rejects.
+pub fn insufficient(pod: &PodInfo, node: &NodeInfo) -> Reasons {
+    let mut reasons = Reasons::default();
     let alloc = &node.allocatable;
     let used = &node.requested;
     if used.pods + 1 > alloc.pods {
-        reasons.push("Too many pods".to_owned());
+        reasons.push("Too many pods");
     }
     let want = &pod.requests;
-    let mut check = |name: &str, want: i64, used: i64, alloc: i64| {
-        if want > 0 && used + want > alloc {
-            reasons.push(format!("Insufficient {name}"));
-        }
-    };
-    check("cpu", want.milli_cpu, used.milli_cpu, alloc.milli_cpu);
-    check("memory", want.memory, used.memory, alloc.memory);
-    check(
-        "ephemeral-storage",
+    let lacks = |want: i64, used: i64, alloc: i64| want > 0 && used + want > alloc;
+    if lacks(want.milli_cpu, used.milli_cpu, alloc.milli_cpu) {
+        reasons.push("Insufficient cpu");
+    }
+    if lacks(want.memory, used.memory, alloc.memory) {
+        reasons.push("Insufficient memory");
+    }
+    if lacks(
         want.ephemeral_storage,
         used.ephemeral_storage,
         alloc.ephemeral_storage,
-    );
+    ) {
+        reasons.push("Insufficient ephemeral-storage");
+    }
     for (name, &amount) in &want.scalar {
-        check(name, amount, used.get(name), alloc.get(name));
+        if lacks(amount, used.get(name), alloc.get(name)) {
+            reasons.push(format!("Insufficient {name}"));
+        }
     }
     reasons
 }

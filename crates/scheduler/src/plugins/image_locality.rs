@@ -24,6 +24,7 @@ fn normalize(image: &str) -> String {
     }
 }
 
+#[derive(Clone)]
 struct State {
     /// (image name as nodes report it, spread factor = nodes having it / all nodes).
     images: Vec<(Vec<String>, f64)>,

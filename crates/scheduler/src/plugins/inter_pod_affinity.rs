@@ -1,39 +1,35 @@
 //! InterPodAffinity: required pod affinity and anti-affinity (the pod's own, and existing pods'
-//! anti-affinity against it) per topology domain; preferred terms score. PreFilter reads the
-//! snapshot's per-domain counts (`domains.rs`) instead of visiting every node.
+//! anti-affinity against it) per topology domain; preferred terms score. PreFilter and PreScore
+//! read the snapshot's per-domain counts and weights (`domains.rs`) instead of visiting every
+//! node.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use crate::domains::{DomainCounts, Domains};
-use crate::framework::{Code, CycleState, Plugin, Point, Status, normalize_min_max};
+use crate::domains::Domains;
+use crate::framework::{CycleState, Plugin, Point, Status, normalize_min_max};
 use crate::snapshot::{AffinityTerm, NodeInfo, PodInfo, Snapshot};
 
 pub const NAME: &str = "InterPodAffinity";
+const SCORE: &str = "InterPodAffinity/score";
 pub const AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
 pub const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
 
 pub struct InterPodAffinity;
 
-/// Topology key → value → preferred-term weights (nested so lookups borrow, never allocate:
-/// Score runs once per node).
-type Counts = HashMap<String, HashMap<String, i64>>;
-
-/// Matching pods in the domain `key=value`.
-fn count_in(counts: &Counts, key: &str, value: &str) -> i64 {
-    counts
-        .get(key)
-        .and_then(|values| values.get(value))
-        .copied()
-        .unwrap_or(0)
+/// What PreScore found: per preferred term that applies, its topology key, the weight each
+/// pod counts with, and the pods (or, for existing pods' terms, their weights) per domain. A
+/// node's raw score is the sum over the parts of weight × its domain's entry; the counts are
+/// shared with the snapshot, never copied.
+#[derive(Clone)]
+struct ScoreState {
+    parts: Vec<(String, i64, Domains)>,
 }
 
 /// What PreFilter found, shared with the snapshot's counts (no copy per pod).
+#[derive(Clone)]
 struct FilterState {
-    /// Existing pods' anti-affinity terms that select the incoming pod: their topology key and
-    /// pods carrying them per domain.
-    existing_anti: Vec<(String, Arc<DomainCounts>)>,
+    /// Existing pods' anti-affinity terms that select the incoming pod: their signature, their
+    /// topology key and the pods carrying them per domain.
+    existing_anti: Vec<(String, String, Domains)>,
     /// Per incoming required affinity term: pods it selects per domain.
     affinity: Vec<Domains>,
     /// Per incoming required anti-affinity term: pods it selects per domain.
@@ -50,18 +46,49 @@ fn hit(node: &NodeInfo, key: &str, counts: &Domains) -> bool {
     node.labels.get(key).is_some_and(|v| counts.get(v) > 0)
 }
 
-fn bump(counts: &mut Counts, term: &AffinityTerm, node: &NodeInfo, by: i64) {
-    let Some(v) = node.labels.get(&term.topology_key) else {
+/// Counts `other` (`by` 1) or no longer counts it (-1) on `node` in PreFilter's state, as the
+/// snapshot's index would had it been placed or removed there: its anti-affinity terms that
+/// select `pod`, and (unless terminating) `pod`'s own terms that select it.
+fn update(state: &mut CycleState, pod: &PodInfo, other: &PodInfo, node: &NodeInfo, by: i64) {
+    let Some(st) = state.read_mut::<FilterState>(NAME) else {
         return;
     };
-    let values = match counts.get_mut(&term.topology_key) {
-        Some(values) => values,
-        None => counts.entry(term.topology_key.clone()).or_default(),
-    };
-    match values.get_mut(v) {
-        Some(c) => *c += by,
-        None => {
-            values.insert(v.clone(), by);
+    for t in other
+        .required_anti_affinity
+        .iter()
+        .filter(|t| t.matches(pod))
+    {
+        let Some(domain) = node.labels.get(&t.topology_key) else {
+            continue;
+        };
+        let i = match st
+            .existing_anti
+            .iter()
+            .position(|(sig, ..)| *sig == t.signature)
+        {
+            Some(i) => i,
+            None => {
+                let entry = (
+                    t.signature.clone(),
+                    t.topology_key.clone(),
+                    Domains::default(),
+                );
+                st.existing_anti.push(entry);
+                st.existing_anti.len() - 1
+            }
+        };
+        st.existing_anti[i].2.adjust(domain, by);
+    }
+    if other.terminating() {
+        return;
+    }
+    let own = (pod.required_affinity.iter().zip(&mut st.affinity))
+        .chain(pod.required_anti_affinity.iter().zip(&mut st.anti));
+    for (t, selected) in own {
+        if let Some(domain) = node.labels.get(&t.topology_key)
+            && t.matches(other)
+        {
+            selected.adjust(domain, by);
         }
     }
 }
@@ -83,10 +110,13 @@ impl Plugin for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
         // Each distinct existing anti-affinity term is checked against the pod once, however
         // many pods carry it.
-        let existing_anti: Vec<(String, Arc<DomainCounts>)> = snap
+        let existing_anti: Vec<(String, String, Domains)> = snap
             .existing_anti_terms()
             .filter(|(term, counts)| !counts.is_empty() && term.matches(pod))
-            .map(|(term, counts)| (term.topology_key.clone(), counts.clone()))
+            .map(|(term, counts)| {
+                let carriers = Domains::new(vec![counts.clone()]);
+                (term.signature.clone(), term.topology_key.clone(), carriers)
+            })
             .collect();
         let own_terms = !pod.required_affinity.is_empty() || !pod.required_anti_affinity.is_empty();
         if !own_terms && existing_anti.is_empty() {
@@ -109,15 +139,23 @@ impl Plugin for InterPodAffinity {
         Status::success()
     }
 
+    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, victim: &PodInfo, node: &NodeInfo) {
+        update(state, pod, victim, node, -1);
+    }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, victim: &PodInfo, node: &NodeInfo) {
+        update(state, pod, victim, node, 1);
+    }
+
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(st) = state.read::<FilterState>(NAME) else {
             return Status::success();
         };
-        if st.existing_anti.iter().any(|(key, counts)| {
-            node.labels
-                .get(key)
-                .is_some_and(|v| counts.get(v).is_some_and(|n| *n > 0))
-        }) {
+        if st
+            .existing_anti
+            .iter()
+            .any(|(_, key, carriers)| hit(node, key, carriers))
+        {
             return Status::unschedulable(EXISTING_ANTI_AFFINITY);
         }
         if pod
@@ -143,11 +181,7 @@ impl Plugin for InterPodAffinity {
                 .iter()
                 .all(|t| node.labels.contains_key(&t.topology_key));
             if !(all_match || (nobody_matches && self_affine && has_keys)) {
-                return Status {
-                    code: Code::UnschedulableAndUnresolvable,
-                    reasons: vec![AFFINITY.into()],
-                    plugin: "",
-                };
+                return Status::unresolvable(AFFINITY);
             }
         }
         Status::success()
@@ -160,50 +194,42 @@ impl Plugin for InterPodAffinity {
         snap: &Snapshot,
         _: &[&NodeInfo],
     ) -> Status {
-        let mut scores = Counts::new();
-        let own = !pod.preferred_affinity.is_empty() || !pod.preferred_anti_affinity.is_empty();
-        for node in &snap.nodes {
-            if !own && node.pods_with_affinity == 0 {
-                continue;
-            }
-            for existing in &node.pods {
-                for t in &pod.preferred_affinity {
-                    if t.matches(existing) {
-                        bump(&mut scores, t, node, i64::from(t.weight));
-                    }
-                }
-                for t in &pod.preferred_anti_affinity {
-                    if t.matches(existing) {
-                        bump(&mut scores, t, node, -i64::from(t.weight));
-                    }
-                }
-                // Symmetry: existing pods' preferences about the incoming pod count too.
-                for t in &existing.preferred_affinity {
-                    if t.matches(pod) {
-                        bump(&mut scores, t, node, i64::from(t.weight));
-                    }
-                }
-                for t in &existing.preferred_anti_affinity {
-                    if t.matches(pod) {
-                        bump(&mut scores, t, node, -i64::from(t.weight));
-                    }
-                }
+        let mut parts = Vec::new();
+        let own = (pod.preferred_affinity.iter().map(|t| (t, 1)))
+            .chain(pod.preferred_anti_affinity.iter().map(|t| (t, -1)));
+        for (t, sign) in own {
+            let pods = selected(snap, t);
+            if !pods.is_empty() {
+                parts.push((t.topology_key.clone(), sign * i64::from(t.weight), pods));
             }
         }
-        if scores.is_empty() {
+        // Symmetry: existing pods' preferences about the incoming pod count too; each distinct
+        // term is matched once, however many pods carry it.
+        for (t, weights) in snap.existing_preferred_terms() {
+            if !weights.is_empty() && t.matches(pod) {
+                parts.push((
+                    t.topology_key.clone(),
+                    1,
+                    Domains::new(vec![weights.clone()]),
+                ));
+            }
+        }
+        if parts.is_empty() {
             return Status::skip();
         }
-        state.write("InterPodAffinity/score", scores);
+        state.write(SCORE, ScoreState { parts });
         Status::success()
     }
 
     fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(scores) = state.read::<Counts>("InterPodAffinity/score") else {
+        let Some(st) = state.read::<ScoreState>(SCORE) else {
             return 0;
         };
-        scores
-            .keys()
-            .filter_map(|key| node.labels.get(key).map(|v| count_in(scores, key, v)))
+        st.parts
+            .iter()
+            .filter_map(|(key, weight, per_domain)| {
+                node.labels.get(key).map(|v| weight * per_domain.get(v))
+            })
             .sum()
     }
 
@@ -215,6 +241,7 @@ impl Plugin for InterPodAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::framework::Code;
     use crate::plugins::testing::*;
     use serde_json::json;
 
@@ -348,6 +375,59 @@ mod tests {
             scores(&InterPodAffinity, &p, &snap),
             vec![("a1".into(), 0), ("b1".into(), 100)]
         );
+    }
+
+    /// Existing pods' preferred terms score the incoming pod's nodes (symmetry), netted per
+    /// domain, and only when they select it.
+    #[test]
+    fn existing_preferences_score() {
+        let prefer = |kind: &str, app: &str, w: i32| {
+            json!({"affinity": {kind: {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": w, "podAffinityTerm": term(app)}]}}})
+        };
+        let snap = snapshot(
+            vec![
+                node("a1", json!({"zone": "a"}), json!({})),
+                node("b1", json!({"zone": "b"}), json!({})),
+                node("c1", json!({"zone": "c"}), json!({})),
+                node("nozone", json!({}), json!({})),
+            ],
+            vec![
+                (
+                    "a1",
+                    pod("likes", json!({}), prefer("podAffinity", "web", 10)),
+                ),
+                (
+                    "b1",
+                    pod("dislikes", json!({}), prefer("podAntiAffinity", "web", 10)),
+                ),
+                (
+                    "b1",
+                    pod("likes-too", json!({}), prefer("podAffinity", "web", 4)),
+                ),
+                (
+                    "c1",
+                    pod("likes-db", json!({}), prefer("podAffinity", "db", 50)),
+                ),
+            ],
+        );
+        // Raw: a 10, b -6, c 0 (the db term does not select web), nozone 0; min-max scaled.
+        let web = pod("p", json!({"app": "web"}), json!({}));
+        assert_eq!(
+            scores(&InterPodAffinity, &web, &snap),
+            vec![
+                ("a1".into(), 100),
+                ("b1".into(), 0),
+                ("c1".into(), 37),
+                ("nozone".into(), 37)
+            ]
+        );
+        // Nobody's preference selects it: PreScore skips, no node is favoured.
+        let other = pod("q", json!({"app": "other"}), json!({}));
+        let mut state = CycleState::default();
+        let all: Vec<&NodeInfo> = snap.nodes.iter().collect();
+        let s = InterPodAffinity.pre_score(&mut state, &other, &snap, &all);
+        assert_eq!(s.code, Code::Skip);
     }
 
     #[test]

@@ -34,6 +34,12 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
 }
 
+/// What the filter says about a taint the pod does not tolerate.
+pub fn reason(taint: &Taint) -> String {
+    let value = taint.value.as_deref().unwrap_or("");
+    format!("node(s) had untolerated taint {{{}: {value}}}", taint.key)
+}
+
 fn taints(node: &NodeInfo) -> &[Taint] {
     node.node
         .spec
@@ -61,17 +67,17 @@ impl Plugin for TaintToleration {
 
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let tols = tolerations(pod);
-        let untolerated = taints(node).iter().find(|t| {
+        let untolerated = taints(node).iter().position(|t| {
             matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
                 && !tols.iter().any(|tol| tolerates(tol, t))
         });
         match untolerated {
             None => Status::success(),
-            Some(t) => Status::unresolvable(format!(
-                "node(s) had untolerated taint {{{}: {}}}",
-                t.key,
-                t.value.as_deref().unwrap_or("")
-            )),
+            Some(i) => match node.taint_reasons.get(i) {
+                Some(reason) => Status::unresolvable(reason.clone()),
+                // Only a NodeInfo built other than by `NodeInfo::new` lacks them.
+                None => Status::unresolvable(reason(&taints(node)[i])),
+            },
         }
     }
 

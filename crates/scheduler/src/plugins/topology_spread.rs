@@ -1,15 +1,16 @@
 //! PodTopologySpread: `topologySpreadConstraints` keep the number of matching pods per domain
 //! within `maxSkew` of the emptiest domain (DoNotSchedule), or prefer emptier domains
-//! (ScheduleAnyway). PreFilter reads the snapshot's per-domain counts (`domains.rs`) when every
-//! node counts, and scans the nodes when the pod's node affinity or a missing key leaves some out.
+//! (ScheduleAnyway). PreFilter and PreScore read the snapshot's per-domain counts (`domains.rs`)
+//! when every node counts, and scan the nodes when the pod's node affinity or a missing key
+//! leaves some out.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use rudder_machinery::label_selector::LabelSelector;
 
-use crate::domains::{DomainCounts, bump};
-use crate::framework::{Code, CycleState, MAX_NODE_SCORE, Plugin, Point, Status};
+use crate::domains::{DomainCounts, Domains, bump};
+use crate::framework::{CycleState, MAX_NODE_SCORE, Plugin, Point, Status};
 use crate::plugins::node_affinity::pod_matches_node;
 use crate::snapshot::{NodeInfo, PodInfo, Snapshot};
 
@@ -18,8 +19,14 @@ pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 pub const MISSING_LABEL: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 
+const SCORE: &str = "PodTopologySpread/score";
+/// Score's raw value for a node that lacks a constraint's key: it takes no part in
+/// normalization and scores 0 (upstream's ignored nodes). Real raw scores are ≥ 0.
+const IGNORED: i64 = -1;
+
 pub struct PodTopologySpread;
 
+#[derive(Clone)]
 struct Constraint {
     max_skew: i64,
     key: String,
@@ -37,9 +44,12 @@ struct Count {
     domains: usize,
 }
 
+#[derive(Clone)]
 struct State {
     constraints: Vec<Constraint>,
-    counts: Vec<Arc<DomainCounts>>,
+    counts: Vec<Domains>,
+    /// Per constraint: the number of domains of the eligible nodes.
+    domains: Vec<usize>,
     /// Per constraint: the global minimum the skew is measured from, computed once per pod
     /// (0 when there are fewer domains than `minDomains`, as upstream's minDomains says) —
     /// with a per-node topology key there are as many domains as nodes.
@@ -48,22 +58,67 @@ struct State {
 
 impl State {
     fn new(constraints: Vec<Constraint>, counts: Vec<Count>) -> Self {
-        let min = constraints
-            .iter()
-            .zip(&counts)
-            .map(|(c, count)| {
-                if count.domains < c.min_domains || count.counts.len() < count.domains {
-                    // Too few domains, or one without a matching pod.
-                    0
-                } else {
-                    count.counts.values().copied().min().unwrap_or(0)
-                }
-            })
-            .collect();
-        State {
+        let mut st = State {
+            domains: counts.iter().map(|c| c.domains).collect(),
+            counts: counts
+                .into_iter()
+                .map(|c| Domains::new(vec![c.counts]))
+                .collect(),
+            min: vec![0; constraints.len()],
             constraints,
-            counts: counts.into_iter().map(|c| c.counts).collect(),
-            min,
+        };
+        for i in 0..st.constraints.len() {
+            st.min[i] = st.global_min(i);
+        }
+        st
+    }
+
+    fn global_min(&self, i: usize) -> i64 {
+        let (c, counts) = (&self.constraints[i], &self.counts[i]);
+        let mut with_pods = 0;
+        let mut min = i64::MAX;
+        for (_, n) in counts.positive() {
+            with_pods += 1;
+            min = min.min(n);
+        }
+        if self.domains[i] < c.min_domains || with_pods < self.domains[i] || with_pods == 0 {
+            // Too few domains, or one (or all) without a matching pod.
+            0
+        } else {
+            min
+        }
+    }
+
+    /// Counts `other` (`by` 1) or no longer counts it (-1) on `node`, as PreFilter would have
+    /// had it been there (preemption's dry run).
+    fn update(&mut self, pod: &PodInfo, other: &PodInfo, node: &NodeInfo, by: i64) {
+        if other.terminating()
+            || other.namespace != pod.namespace
+            || !self
+                .constraints
+                .iter()
+                .all(|c| node.labels.contains_key(&c.key))
+            || !pod_matches_node(pod, node)
+        {
+            return;
+        }
+        for i in 0..self.constraints.len() {
+            let c = &self.constraints[i];
+            if !c.selector.matches(&other.labels) {
+                continue;
+            }
+            let domain = &node.labels[&c.key];
+            let before = self.counts[i].get(domain);
+            self.counts[i].adjust(domain, by);
+            // Removing can only lower the minimum to this domain's new count; adding can
+            // raise it only when this domain was at the minimum.
+            self.min[i] = if by < 0 {
+                self.min[i].min(before + by)
+            } else if before == self.min[i] {
+                self.global_min(i)
+            } else {
+                self.min[i]
+            };
         }
     }
 }
@@ -164,6 +219,14 @@ fn count_indexed(pod: &PodInfo, constraints: &[Constraint], snap: &Snapshot) -> 
     )
 }
 
+/// The counts over every eligible node: from the index when it can answer, else by a scan.
+fn count_all(pod: &PodInfo, constraints: &[Constraint], snap: &Snapshot) -> Vec<Count> {
+    count_indexed(pod, constraints, snap).unwrap_or_else(|| {
+        let nodes: Vec<&NodeInfo> = snap.nodes.iter().collect();
+        count(pod, constraints, &nodes)
+    })
+}
+
 impl Plugin for PodTopologySpread {
     fn name(&self) -> &'static str {
         NAME
@@ -183,12 +246,21 @@ impl Plugin for PodTopologySpread {
         if cs.is_empty() {
             return Status::skip();
         }
-        let counts = count_indexed(pod, &cs, snap).unwrap_or_else(|| {
-            let nodes: Vec<&NodeInfo> = snap.nodes.iter().collect();
-            count(pod, &cs, &nodes)
-        });
+        let counts = count_all(pod, &cs, snap);
         state.write(NAME, State::new(cs, counts));
         Status::success()
+    }
+
+    fn remove_pod(&self, state: &mut CycleState, pod: &PodInfo, victim: &PodInfo, node: &NodeInfo) {
+        if let Some(st) = state.read_mut::<State>(NAME) {
+            st.update(pod, victim, node, -1);
+        }
+    }
+
+    fn add_pod(&self, state: &mut CycleState, pod: &PodInfo, victim: &PodInfo, node: &NodeInfo) {
+        if let Some(st) = state.read_mut::<State>(NAME) {
+            st.update(pod, victim, node, 1);
+        }
     }
 
     fn filter(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> Status {
@@ -197,14 +269,10 @@ impl Plugin for PodTopologySpread {
         };
         for ((c, counts), min) in st.constraints.iter().zip(&st.counts).zip(&st.min) {
             let Some(value) = node.labels.get(&c.key) else {
-                return Status {
-                    code: Code::UnschedulableAndUnresolvable,
-                    reasons: vec![MISSING_LABEL.into()],
-                    plugin: "",
-                };
+                return Status::unresolvable(MISSING_LABEL);
             };
             let min = *min;
-            let here = counts.get(value).copied().unwrap_or(0);
+            let here = counts.get(value);
             if here + c.self_match - min > c.max_skew {
                 return Status::unschedulable(REASON);
             }
@@ -216,43 +284,46 @@ impl Plugin for PodTopologySpread {
         &self,
         state: &mut CycleState,
         pod: &PodInfo,
-        _: &Snapshot,
-        feasible: &[&NodeInfo],
+        snap: &Snapshot,
+        _: &[&NodeInfo],
     ) -> Status {
         let cs = constraints(pod, false);
         if cs.is_empty() {
             return Status::skip();
         }
-        let counts = count(pod, &cs, feasible);
-        state.write("PodTopologySpread/score", State::new(cs, counts));
+        // As upstream, the pods counted are those on every eligible node, not only on the
+        // feasible ones (a sample of the cluster): a feasible node's domain is scored by all of
+        // its pods.
+        let counts = count_all(pod, &cs, snap);
+        state.write(SCORE, State::new(cs, counts));
         Status::success()
     }
 
     fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> i64 {
-        let Some(st) = state.read::<State>("PodTopologySpread/score") else {
+        let Some(st) = state.read::<State>(SCORE) else {
             return 0;
         };
-        st.constraints
-            .iter()
-            .zip(&st.counts)
-            .map(|(c, counts)| {
-                let here = node
-                    .labels
-                    .get(&c.key)
-                    .and_then(|v| counts.get(v))
-                    .copied()
-                    .unwrap_or(0);
-                here + c.self_match + c.max_skew - 1
-            })
-            .sum()
+        let mut total = 0;
+        for (c, counts) in st.constraints.iter().zip(&st.counts) {
+            let Some(value) = node.labels.get(&c.key) else {
+                return IGNORED;
+            };
+            let here = counts.get(value);
+            total += here + c.self_match + c.max_skew - 1;
+        }
+        total
     }
 
-    /// Fewer matching pods is better: the emptiest domain gets [`MAX_NODE_SCORE`].
+    /// Fewer matching pods is better: the emptiest domain gets [`MAX_NODE_SCORE`]; a node
+    /// without the constraints' keys gets 0.
     fn normalize_score(&self, _: &CycleState, scores: &mut [i64]) {
-        let max = scores.iter().copied().max().unwrap_or(0);
-        let min = scores.iter().copied().min().unwrap_or(0);
+        let counted = || scores.iter().copied().filter(|s| *s != IGNORED);
+        let max = counted().max().unwrap_or(0);
+        let min = counted().min().unwrap_or(0);
         for s in scores.iter_mut() {
-            *s = if max == 0 {
+            *s = if *s == IGNORED {
+                0
+            } else if max == 0 {
                 MAX_NODE_SCORE
             } else {
                 MAX_NODE_SCORE * (max + min - *s) / max
@@ -331,6 +402,9 @@ mod tests {
             &snap,
         );
         assert!(soft[2].1 > soft[1].1 && soft[1].1 > soft[0].1, "{soft:?}");
+        // A node without the key is not measured (upstream's ignored nodes): the lowest score,
+        // and it does not stretch the others' range.
+        assert_eq!(soft[3], ("nozone".into(), 0), "{soft:?}");
     }
 
     /// The index's counts equal the scan's wherever the index is used, and it is not used

@@ -17,6 +17,7 @@ pub const NO_PV: &str = "node(s) didn't find available persistent volumes to bin
 
 pub struct VolumeBinding;
 
+#[derive(Clone)]
 struct State {
     /// Volumes of the pod's bound claims.
     bound: Vec<Arc<PersistentVolume>>,
