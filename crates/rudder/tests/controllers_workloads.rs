@@ -142,6 +142,20 @@ fn replicaset_keeps_adopts_releases_and_scales() {
             .then_some(())
     });
 
+    // A larger scale-down: one sync deletes the surplus concurrently, each pod once, and the
+    // expectations keep the next syncs from deleting or creating more.
+    s.ok_kubectl(K, &["scale", "rs", "web", "-n", "rs", "--replicas=30"]);
+    wait_for("30 pods", 120, &s, || {
+        (live_pods(&s, "rs", "web").len() == 30).then_some(())
+    });
+    s.ok_kubectl(K, &["scale", "rs", "web", "-n", "rs", "--replicas=2"]);
+    wait_for("back to 2 pods", 60, &s, || {
+        let rs = json(&s.ok_kubectl(K, &["get", "rs", "web", "-n", "rs", "-o", "json"]));
+        (live_pods(&s, "rs", "web").len() == 2 && rs["status"]["replicas"] == 2).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(live_pods(&s, "rs", "web").len(), 2);
+
     // Events as upstream's controller records them.
     let events = json(&s.ok_kubectl(K, &["get", "events", "-n", "rs", "-o", "json"]));
     let reasons: Vec<(String, String)> = events["items"]

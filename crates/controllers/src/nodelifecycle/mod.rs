@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -63,12 +63,6 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action> {
     let name = node.name_any();
     let now_ts = Timestamp::now();
     let now = now_ts.as_second();
-    let conditions = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default();
-    let ready = conditions.iter().find(|c| c.type_ == "Ready");
     let lease_renewed = state
         .leases
         .store
@@ -80,74 +74,25 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action> {
                 .as_ref()
                 .map(|t| t.0.as_second())
         });
-    let ready_heartbeat = ready
-        .and_then(|c| c.last_heartbeat_time.as_ref())
-        .map(|t| t.0.as_second());
-    let heartbeat = lease_renewed.max(ready_heartbeat);
-    let health = decide::health(ready.map(|c| c.status.as_str()), heartbeat, now);
-    let api: Api<Node> = Api::all(ctx.client.clone());
-
-    // A silent node's conditions become Unknown (once).
-    if health == Health::Unknown && ready.is_none_or(|c| c.status != "Unknown") {
-        let mut conds = conditions.clone();
-        for t in CONDITIONS {
-            match conds.iter_mut().find(|c| c.type_ == *t) {
-                Some(c) => {
-                    c.status = "Unknown".into();
-                    c.reason = Some("NodeStatusUnknown".into());
-                    c.message = Some("Kubelet stopped posting node status.".into());
-                    c.last_transition_time = Some(Time(now_ts));
-                }
-                None if *t == "Ready" => conds.push(k8s_openapi::api::core::v1::NodeCondition {
-                    type_: "Ready".into(),
-                    status: "Unknown".into(),
-                    reason: Some("NodeStatusNeverUpdated".into()),
-                    message: Some("Kubelet never posted node status.".into()),
-                    last_transition_time: Some(Time(now_ts)),
-                    last_heartbeat_time: None,
-                }),
-                None => {}
-            }
-        }
-        tracing::info!(node = %name, "node stopped posting status; marking it Unknown");
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"status": {"conditions": conds}})),
-        )
-        .await?;
-        state.recorder.record(
-            node.as_ref(),
-            NORMAL,
-            "NodeNotReady",
-            format!("Node {name} status is now: NodeNotReady"),
-        );
+    let health = health_of(&node, lease_renewed, now);
+    if health == Health::Starting {
+        return Ok(Action::requeue(MONITOR));
     }
-
     let current: Vec<Taint> = node
         .spec
         .as_ref()
         .and_then(|s| s.taints.clone())
         .unwrap_or_default();
-    let taints = decide::taints_for(&current, health, |k, e| Taint {
-        key: k.into(),
-        effect: e.into(),
-        value: None,
-        time_added: Some(Time(now_ts)),
-    });
-    if taints != current {
-        let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
-                return Ok(Action::requeue(Duration::from_millis(200)));
-            }
-            Err(e) => return Err(e.into()),
+    let taints = decide::taints_for(&current, health, |k, e| lifecycle_taint(k, e, now_ts));
+    let taints = if taints == current && !marks_unknown(&node, health) {
+        taints
+    } else {
+        match sync_node(&state, &name, lease_renewed, now_ts).await? {
+            Some(t) => t,
+            // Gone, or it kept changing under us: look again soon.
+            None => return Ok(Action::requeue(Duration::from_millis(200))),
         }
-    }
+    };
 
     // Taint manager: evict pods whose tolerations ran out.
     let mut next_check = MONITOR;
@@ -189,4 +134,195 @@ async fn reconcile(node: Arc<Node>, state: Arc<State>) -> Result<Action> {
         }
     }
     Ok(Action::requeue(next_check))
+}
+
+/// A node's health from its Ready condition, its Lease's renewal and its age.
+fn health_of(node: &Node, lease_renewed: Option<i64>, now: i64) -> Health {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+    let ready_heartbeat = ready
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .map(|t| t.0.as_second());
+    let created = node
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second());
+    decide::health(
+        ready.map(|c| c.status.as_str()),
+        lease_renewed.max(ready_heartbeat),
+        created,
+        now,
+    )
+}
+
+fn lifecycle_taint(key: &str, effect: &str, now: Timestamp) -> Taint {
+    Taint {
+        key: key.into(),
+        effect: effect.into(),
+        value: None,
+        time_added: Some(Time(now)),
+    }
+}
+
+/// Whether a node in this health is to be marked Unknown (once: not if it already is).
+fn marks_unknown(node: &Node, health: Health) -> bool {
+    health == Health::Unknown && ready_condition(node).is_none_or(|c| c.status != "Unknown")
+}
+
+fn ready_condition(node: &Node) -> Option<&NodeCondition> {
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+/// A silent node's conditions: Unknown, as upstream's `NodeStatusUnknown`.
+fn unknown_conditions(node: &Node, now: Timestamp) -> Vec<NodeCondition> {
+    let mut conds = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    for t in CONDITIONS {
+        match conds.iter_mut().find(|c| c.type_ == *t) {
+            Some(c) => {
+                c.status = "Unknown".into();
+                c.reason = Some("NodeStatusUnknown".into());
+                c.message = Some("Kubelet stopped posting node status.".into());
+                c.last_transition_time = Some(Time(now));
+            }
+            None if *t == "Ready" => conds.push(NodeCondition {
+                type_: "Ready".into(),
+                status: "Unknown".into(),
+                reason: Some("NodeStatusNeverUpdated".into()),
+                message: Some("Kubelet never posted node status.".into()),
+                last_transition_time: Some(Time(now)),
+                last_heartbeat_time: None,
+            }),
+            None => {}
+        }
+    }
+    conds
+}
+
+/// Reads of the Node before a sync gives up for now.
+const ATTEMPTS: usize = 5;
+
+/// Marks node `name` Unknown if it is silent and brings its lifecycle taints in step with its
+/// health, as upstream's `tryUpdateNodeHealth` and `SwapNodeControllerTaint` do: from a fresh
+/// read of the Node, not the cache that woke us, which may be behind (behind this controller's
+/// own writes too: deciding from it, the controller wrote the same Unknown status again and
+/// again while its cache lagged), and, before calling the node silent, of its Lease. The
+/// status write is guarded by the resourceVersion read, so it cannot overwrite a status the
+/// agent has just written (a 409 reads again); the taint patch changes `spec.taints` only,
+/// guarded by a test of the taints read ([`decide::taint_patch`]), so status writes never fail
+/// it (a failed test reads again). Returns the taints the node now has; `None` when the node
+/// is gone or every attempt lost a race.
+async fn sync_node(
+    state: &State,
+    name: &str,
+    lease_renewed: Option<i64>,
+    now: Timestamp,
+) -> Result<Option<Vec<Taint>>> {
+    let client = &state.ctx.client;
+    let api: Api<Node> = Api::all(client.clone());
+    let path = format!("/api/v1/nodes/{name}");
+    let (mut lease_renewed, mut lease_read) = (lease_renewed, false);
+    for _ in 0..ATTEMPTS {
+        let get = request(http::Request::get(&path), Vec::new())?;
+        let mut raw = match client.request::<serde_json::Value>(get).await {
+            Ok(raw) => raw,
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let node: Node = serde_json::from_value(raw.clone())?;
+        let mut health = health_of(&node, lease_renewed, now.as_second());
+        if health == Health::Unknown && !lease_read {
+            // The Lease cache may lag as well (its watch carries every node's renewal every
+            // 10 s): read the Lease before calling a node silent.
+            lease_read = true;
+            let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+            let fresh = leases
+                .get_opt(name)
+                .await?
+                .and_then(|l| l.spec?.renew_time.map(|t| t.0.as_second()));
+            lease_renewed = lease_renewed.max(fresh);
+            health = health_of(&node, lease_renewed, now.as_second());
+        }
+        if marks_unknown(&node, health) {
+            tracing::info!(node = %name, "node stopped posting status; marking it Unknown");
+            let status = json!({
+                "metadata": {"resourceVersion": node.metadata.resource_version},
+                "status": {"conditions": unknown_conditions(&node, now)},
+            });
+            match api
+                .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+                .await
+            {
+                Ok(written) => {
+                    state.recorder.record(
+                        &written,
+                        NORMAL,
+                        "NodeNotReady",
+                        format!("Node {name} status is now: NodeNotReady"),
+                    );
+                    // The spec is as read; only the resourceVersion moved on.
+                    raw["metadata"]["resourceVersion"] = json!(written.metadata.resource_version);
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let current = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        let wanted = decide::taints_for(&current, health, |k, e| lifecycle_taint(k, e, now));
+        if wanted == current {
+            return Ok(Some(current));
+        }
+        let patch = serde_json::to_vec(&decide::taint_patch(&raw, &wanted))?;
+        let req = request(
+            http::Request::patch(&path)
+                .header(http::header::CONTENT_TYPE, "application/json-patch+json"),
+            patch,
+        )?;
+        match client.request::<Node>(req).await {
+            Ok(_) => return Ok(Some(wanted)),
+            Err(kube::Error::Api(e)) if e.code == 404 => return Ok(None),
+            Err(kube::Error::Api(e)) if taints_changed(&e) => {
+                tracing::debug!(node = %name, "the node's taints changed under us; reading it again");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+fn request(builder: http::request::Builder, body: Vec<u8>) -> Result<http::Request<Vec<u8>>> {
+    let uri = builder
+        .uri_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    builder
+        .body(body)
+        .map_err(|e| crate::ControllerError::Invalid {
+            kind: "Node",
+            name: uri,
+            message: e.to_string(),
+        })
+}
+
+/// Whether a failed taint patch lost a race (its `test` found other taints, 422 as upstream
+/// answers a failed test; or a 409) rather than being wrong.
+fn taints_changed(e: &kube::core::Status) -> bool {
+    e.code == 409 || (e.code == 422 && e.message.contains("test failed"))
 }

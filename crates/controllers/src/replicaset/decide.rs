@@ -58,8 +58,11 @@ fn name(p: &Pod) -> String {
     p.metadata.name.clone().unwrap_or_default()
 }
 
-fn labels(p: &Pod) -> BTreeMap<String, String> {
-    p.metadata.labels.clone().unwrap_or_default()
+/// A pod's labels, borrowed: this runs for every pod of the namespace on every sync, and a
+/// copy per pod was most of the controller's CPU with 30,000 pods.
+fn labels(p: &Pod) -> &BTreeMap<String, String> {
+    static NONE: BTreeMap<String, String> = BTreeMap::new();
+    p.metadata.labels.as_ref().unwrap_or(&NONE)
 }
 
 /// Decides one sync of `owner` over `ns_pods` (the pods of its namespace) at `now` (Unix
@@ -68,8 +71,13 @@ pub fn decide(owner: &Owner<'_>, ns_pods: &[Arc<Pod>], now: i64, manage: bool) -
     let mut plan = Plan::default();
     let mut mine: Vec<&Pod> = Vec::new();
     for p in ns_pods {
-        let matches = !owner.selector.matches_nothing() && owner.selector.matches(&labels(p));
-        match pods::controller_ref(&p.metadata) {
+        let controller = pods::controller_ref(&p.metadata);
+        // Other controllers' pods are neither ours nor orphans: no selector to evaluate.
+        if controller.as_ref().is_some_and(|r| r.uid != owner.uid) {
+            continue;
+        }
+        let matches = !owner.selector.matches_nothing() && owner.selector.matches(labels(p));
+        match controller {
             Some(r) if r.uid == owner.uid => {
                 if matches {
                     mine.push(p);
@@ -283,5 +291,33 @@ mod tests {
         assert_eq!(plan.counts.ready, 1);
         assert_eq!(plan.counts.available, 0);
         assert_eq!(plan.recheck_after, Some(5));
+    }
+
+    #[test]
+    fn creates_and_deletes_are_capped_at_burst_replicas() {
+        let selector = LabelSelector::parse("app=web").expect("selector");
+        let labels = BTreeMap::new();
+        let owner = |replicas| Owner {
+            uid: "rs-uid",
+            replicas,
+            selector: &selector,
+            template_labels: &labels,
+            min_ready_seconds: 0,
+            deleting: false,
+        };
+        assert_eq!(
+            decide(&owner(BURST as i32 + 100), &[], 100, true).create,
+            BURST
+        );
+        let pods: Vec<Arc<Pod>> = (0..BURST + 100)
+            .map(|i| Arc::new(mine(pod(&format!("p{i}"), "web", 1))))
+            .collect();
+        let plan = decide(&owner(0), &pods, 100, true);
+        assert_eq!(plan.delete.len(), BURST);
+        assert_eq!(decide(&owner(90), &pods, 100, true).delete.len(), BURST);
+        assert_eq!(
+            decide(&owner(110), &pods, 100, true).delete.len(),
+            BURST - 10
+        );
     }
 }
