@@ -27,12 +27,23 @@ pub(crate) enum Render {
 }
 
 /// An object reduced to a `PartialObjectMetadata`.
-pub(crate) fn partial_metadata(obj: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
+pub(crate) fn partial_metadata(obj: &CachedObject) -> Result<Bytes, ApiError> {
+    // Only `metadata` is copied, as raw JSON: the rest of the object is scanned but never
+    // built into a tree. A metadata LIST of 30,000 pods (the garbage collector's, or a client
+    // probing) parsed every pod in full and held a server thread for seconds.
+    #[derive(serde::Deserialize)]
+    struct Metadata<'a> {
+        #[serde(borrow)]
+        metadata: Option<&'a serde_json::value::RawValue>,
+    }
+    let m: Metadata<'_> = serde_json::from_slice(&obj.json)
+        .map_err(|e| ApiError::internal(format!("cached object {} is not JSON: {e}", obj.key)))?;
+    let meta = m.metadata.map_or("{}", |r| r.get());
+    let mut out = BytesMut::with_capacity(meta.len() + 80);
+    out.put_slice(br#"{"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":"#);
+    out.put_slice(meta.as_bytes());
+    out.put_u8(b'}');
+    Ok(out.freeze())
 }
 
 pub(crate) fn render(ctx: &Ctx<'_>) -> Result<Render, ApiError> {
@@ -116,13 +127,7 @@ pub(crate) fn object_response(
 ) -> Result<Response<Body>, ApiError> {
     match render(ctx)? {
         Render::Json => Ok(json_response(code, ctx.resource.serve(&obj.json))),
-        Render::Metadata => {
-            let value = obj.value().map_err(ApiError::internal)?;
-            Ok(json_response(
-                code,
-                serde_json::to_vec(&partial_metadata(&value)).unwrap_or_default(),
-            ))
-        }
+        Render::Metadata => Ok(json_response(code, partial_metadata(obj)?)),
         Render::Table => {
             let value = obj.value().map_err(ApiError::internal)?;
             let mut table = table_for(ctx, vec![value])?;
@@ -157,21 +162,16 @@ pub(crate) fn list_response(
             ));
         }
         Render::Metadata => {
-            let items: Vec<Value> = objects
+            let items = objects
                 .iter()
-                .map(|o| o.value().map(|v| partial_metadata(&v)))
-                .collect::<Result<_, _>>()
-                .map_err(ApiError::internal)?;
-            let list = json!({
+                .map(|o| partial_metadata(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            let head = json!({
                 "kind": "PartialObjectMetadataList",
                 "apiVersion": "meta.k8s.io/v1",
                 "metadata": metadata,
-                "items": items,
             });
-            return Ok(json_response(
-                200,
-                serde_json::to_vec(&list).unwrap_or_default(),
-            ));
+            return Ok(json_response(200, concat_list(&head, items.iter())));
         }
         Render::Json => {}
     }
@@ -180,20 +180,28 @@ pub(crate) fn list_response(
         "apiVersion": ctx.resource.api_version(),
         "metadata": metadata,
     });
-    let head = serde_json::to_vec(&head).unwrap_or_default();
-    let size: usize = objects.iter().map(|o| o.json.len() + 1).sum::<usize>() + head.len() + 16;
+    let items: Vec<Bytes> = objects
+        .iter()
+        .map(|o| ctx.resource.serve(&o.json))
+        .collect();
+    Ok(json_response(200, concat_list(&head, items.iter())))
+}
+
+/// `{...head's fields...,"items":[a,b,c]}` from each item's JSON, copied once: no tree.
+fn concat_list<T: AsRef<[u8]>>(head: &Value, items: impl Iterator<Item = T> + Clone) -> Bytes {
+    let head = serde_json::to_vec(head).unwrap_or_default();
+    let size: usize = items.clone().map(|i| i.as_ref().len() + 1).sum::<usize>() + head.len() + 16;
     let mut out = BytesMut::with_capacity(size);
-    // `{...head fields...,"items":[a,b,c]}`
     out.put_slice(&head[..head.len().saturating_sub(1)]);
     out.put_slice(b",\"items\":[");
-    for (i, o) in objects.iter().enumerate() {
+    for (i, item) in items.enumerate() {
         if i > 0 {
             out.put_u8(b',');
         }
-        out.put_slice(&ctx.resource.serve(&o.json));
+        out.put_slice(item.as_ref());
     }
     out.put_slice(b"]}");
-    Ok(json_response(200, Bytes::from(out)))
+    out.freeze()
 }
 
 /// LIST.
@@ -295,4 +303,52 @@ async fn list_from_store(
         }
     }
     list_response(ctx, &out, rev, next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(json: &str) -> CachedObject {
+        CachedObject {
+            key: "/registry/core/pods/ns/p".into(),
+            rev: 7,
+            json: Bytes::from(json.to_owned()),
+            labels: Default::default(),
+            fields: Default::default(),
+        }
+    }
+
+    #[test]
+    fn partial_metadata_keeps_only_metadata() {
+        let cases = [
+            (
+                r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{"a":"b"},"resourceVersion":"7"},"spec":{"containers":[{"name":"c"}]}}"#,
+                json!({"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1",
+                       "metadata":{"name":"p","labels":{"a":"b"},"resourceVersion":"7"}}),
+            ),
+            (
+                r#"{"kind":"Pod","spec":{}}"#,
+                json!({"kind":"PartialObjectMetadata","apiVersion":"meta.k8s.io/v1","metadata":{}}),
+            ),
+        ];
+        for (object, want) in cases {
+            let got = partial_metadata(&cached(object)).expect("partial");
+            let got: Value = serde_json::from_slice(&got).expect("valid JSON");
+            assert_eq!(got, want, "{object}");
+        }
+        assert!(partial_metadata(&cached("not json")).is_err());
+    }
+
+    #[test]
+    fn concat_list_is_valid_json() {
+        let head =
+            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "3"}});
+        for items in [vec![], vec![r#"{"a":1}"#], vec![r#"{"a":1}"#, r#"{"b":2}"#]] {
+            let out = concat_list(&head, items.iter().map(|i| i.as_bytes()));
+            let v: Value = serde_json::from_slice(&out).expect("valid JSON");
+            assert_eq!(v["kind"], "PodList");
+            assert_eq!(v["items"].as_array().map(Vec::len), Some(items.len()));
+        }
+    }
 }

@@ -74,10 +74,9 @@ impl Encoder {
     /// The event line of `obj`.
     fn line(&self, kind: &str, obj: &CachedObject) -> Bytes {
         if self.metadata_only
-            && let Ok(value) = obj.value()
+            && let Ok(partial) = super::list::partial_metadata(obj)
         {
-            let partial = super::list::partial_metadata(&value);
-            return event_line(kind, &serde_json::to_vec(&partial).unwrap_or_default());
+            return event_line(kind, &partial);
         }
         let Some(t) = &self.table else {
             return event_line(kind, &self.resource.serve(&obj.json));
