@@ -233,12 +233,21 @@ impl Gc {
         let uid = n.uid.clone();
         let owners: Vec<String> = n.owners.iter().map(|o| o.uid.clone()).collect();
         let check = !n.owners.is_empty() || n.deleting;
-        self.lock_graph().upsert(n);
+        // An owner being deleted waits for changes of its dependents; one that is not has
+        // nothing to do about them. (Waking every owner on every change of a dependent made the
+        // collector walk a 1,000-pod ReplicaSet's dependents on each pod status write.)
+        let deleting_owners: Vec<String> = {
+            let mut g = self.lock_graph();
+            g.upsert(n);
+            owners
+                .into_iter()
+                .filter(|o| g.get(o).is_some_and(|owner| owner.deleting))
+                .collect()
+        };
         if check {
             self.enqueue(&uid);
         }
-        // An owner deleted in the foreground waits for changes of its dependents.
-        for o in owners {
+        for o in deleting_owners {
             self.enqueue(&o);
         }
     }
@@ -280,13 +289,15 @@ impl Gc {
             let Some(node) = g.get(uid).cloned() else {
                 return Ok(());
             };
-            let deps: Vec<Node> = g.dependents_of(uid).into_iter().cloned().collect();
+            // Only an owner being deleted acts on its dependents: do not copy them otherwise.
+            let deps: Vec<Node> = if node.deleting {
+                g.dependents_of(uid).into_iter().cloned().collect()
+            } else {
+                Vec::new()
+            };
             let refs: Vec<&Node> = deps.iter().collect();
-            (
-                node,
-                graph::owner_action(g.get(uid).unwrap_or(&Node::default()), &refs),
-                deps,
-            )
+            let action = graph::owner_action(&node, &refs);
+            (node, action, deps)
         };
         match action {
             OwnerAction::Nothing => {}
