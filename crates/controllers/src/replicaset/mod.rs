@@ -210,7 +210,6 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, state: Arc<State<K>>) -> Result
             });
         }
     };
-    let ns_pods: Vec<Arc<Pod>> = ctx.pods_in(&ns);
     // Looked up once per pending create or delete: a scan of the namespace's pods for each was
     // O(pending × pods), 12 % of the server's CPU while 10,000 pods churned. Built only when
     // something is pending, in a block: the cells are not Send and must not live across an await.
@@ -218,15 +217,19 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, state: Arc<State<K>>) -> Result
         // A created pod is looked up by name in the cache's own index.
         let seen = |n: &str| ctx.pods.store.get(&ObjectRef::new(n).within(&ns)).is_some();
         let live_uids = LazyCell::new(|| {
-            ns_pods
+            ctx.pods_in(&ns)
                 .iter()
                 .filter(|p| !pods::is_terminating(p))
-                .filter_map(|p| p.metadata.uid.as_deref())
-                .collect::<HashSet<&str>>()
+                .filter_map(|p| p.metadata.uid.clone())
+                .collect::<HashSet<String>>()
         });
         ctx.expectations
             .satisfied(&key, seen, |u| live_uids.contains(u))
     };
+    // Read after the expectations were checked, so it holds every pod that check saw (the
+    // cache only moves forward): a snapshot taken before could miss a pod the check counted as
+    // created, and the sync would create it again.
+    let ns_pods: Vec<Arc<Pod>> = ctx.pods_in(&ns);
     let template_labels: BTreeMap<String, String> = owner
         .template()
         .and_then(|t| t.metadata.as_ref()?.labels.clone())
