@@ -182,16 +182,10 @@ pub(crate) async fn watch(ctx: &Ctx<'_>) -> Result<Response<Body>, ApiError> {
     tokio::spawn(async move {
         let run = async {
             let mut last = start.rev;
-            for obj in &start.initial {
-                if filter.matches(obj) && tx.send(encoder.line("ADDED", obj)).await.is_err() {
-                    return;
-                }
-            }
-            if send_initial_end {
-                let line = bookmark(&encoder, &bookmark_kind, start.rev, true);
-                if tx.send(line).await.is_err() {
-                    return;
-                }
+            let initial = start.initial.iter().map(AsRef::as_ref);
+            let end = send_initial_end.then_some((&bookmark_kind, start.rev));
+            if !send_initial(&tx, &encoder, &filter, initial, end).await {
+                return;
             }
             for ev in &start.replay {
                 if let Some(kind) = visible(ev, &filter)
@@ -295,13 +289,8 @@ impl FromStore {
         } = Stream::of(&params);
         tokio::spawn(async move {
             let run = async {
-                for obj in &initial {
-                    if filter.matches(obj) && tx.send(encoder.line("ADDED", obj)).await.is_err() {
-                        return;
-                    }
-                }
-                if send_initial_end && tx.send(bookmark(&encoder, &kind, rev, true)).await.is_err()
-                {
+                let end = send_initial_end.then_some((&kind, rev));
+                if !send_initial(&tx, &encoder, &filter, initial.iter(), end).await {
                     return;
                 }
                 let sink = Sink {
@@ -364,6 +353,26 @@ impl FromStore {
                 None => return Ok(out),
             }
         }
+    }
+}
+
+/// Sends the current objects a watch starts with as ADDED (those `filter` selects), then the
+/// `initial-events-end` bookmark at the given revision if asked. False when the client is gone.
+async fn send_initial<'a>(
+    tx: &mpsc::Sender<Bytes>,
+    encoder: &Encoder,
+    filter: &Filter,
+    objects: impl Iterator<Item = &'a CachedObject>,
+    end: Option<(&(String, String), u64)>,
+) -> bool {
+    for obj in objects {
+        if filter.matches(obj) && tx.send(encoder.line("ADDED", obj)).await.is_err() {
+            return false;
+        }
+    }
+    match end {
+        Some((kind, rev)) => tx.send(bookmark(encoder, kind, rev, true)).await.is_ok(),
+        None => true,
     }
 }
 
