@@ -102,14 +102,64 @@ export async function* lines(res) {
   if (buf.trim()) yield buf;
 }
 
-// Streams a text response (a pod's log) to `onText` until it ends or `signal` aborts.
-export async function streamText(path, signal, onText) {
-  const res = await request('GET', withQuery(path, {}), { signal, accept: '*/*' });
-  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+// A CRI log timestamp (`2026-12-08T00:20:27.44Z`, fraction optional and of any length) as a
+// key that sorts by time.
+export function logTimeKey(ts) {
+  const [secs, frac = ''] = ts.replace(/Z$/, '').split('.');
+  return `${secs}.${frac.padEnd(9, '0')}`;
+}
+
+// Splits one `timestamps=true` log line into its timestamp and text.
+export function splitLogLine(line) {
+  const i = line.indexOf(' ');
+  return i < 0 ? ['', line] : [line.slice(0, i), line.slice(i + 1)];
+}
+
+// Streams a pod's log (`pods/{name}/log`) to `onText` until the server ends it or `signal`
+// aborts. A connection lost mid-stream (browsers fail in-flight requests when the machine's
+// network changes) is resumed from the last line's second (`sinceTime`), skipping the lines
+// already shown; `onStatus` hears about the reconnection. API errors (a container that is not
+// running) are thrown, not retried.
+export async function streamLog(path, params, signal, { onText, onStatus }) {
+  let last = '';
+  let backoff = 500;
   for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    onText(value);
+    const query = last
+      ? { ...params, tailLines: '', sinceTime: `${last.slice(0, 19)}Z`, timestamps: 'true' }
+      : { ...params, timestamps: 'true' };
+    try {
+      const res = await request('GET', withQuery(path, query), { signal, accept: '*/*' });
+      if (last) onStatus('streaming…');
+      backoff = 500;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      const show = (line) => {
+        const [ts, text] = splitLogLine(line);
+        const k = ts ? logTimeKey(ts) : '';
+        if (k && last && k <= last) return '';
+        if (k) last = k;
+        return `${text}\n`;
+      };
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) {
+          if (buf) onText(show(buf));
+          return;
+        }
+        buf += value;
+        const cut = buf.lastIndexOf('\n');
+        if (cut < 0) continue;
+        const text = buf.slice(0, cut).split('\n').map(show).join('');
+        buf = buf.slice(cut + 1);
+        if (text) onText(text);
+      }
+    } catch (e) {
+      if (signal.aborted || e instanceof ApiError) throw e;
+      onStatus(`reconnecting (${e.message})…`);
+      await sleep(backoff, signal);
+      if (signal.aborted) throw e;
+      backoff = Math.min(backoff * 2, 15000);
+    }
   }
 }
 
@@ -170,6 +220,9 @@ export class Collection {
         backoff = 500;
       } catch (e) {
         if (signal.aborted) return;
+        // A watch that had connected failed mid-stream (the network changed): retry soon.
+        if (this.connected) backoff = 500;
+        this.connected = false;
         if (e.status === 410) {
           // The resourceVersion was compacted away: start over from a fresh list.
           this.rv = '';
@@ -200,6 +253,7 @@ export class Collection {
       resourceVersion: this.rv,
     });
     const res = await request('GET', path, { signal });
+    this.connected = true;
     if (this.error) {
       this.error = null;
       this.notify();

@@ -219,28 +219,41 @@ impl Agent {
             (self.config.kubelet_tls.clone(), self.runtime.clone())
         {
             let addr = std::net::SocketAddr::from(([0, 0, 0, 0], self.config.node.kubelet_port));
-            match tokio::net::TcpListener::bind(addr).await {
-                Ok(listener) => {
-                    tracing::info!(%addr, "node endpoint serving");
-                    let collector = tokio::spawn(crate::pod_logs::collect(
-                        self.config.data_dir.clone(),
-                        runtime.clone(),
-                        self.config.pod_logs_retention,
-                    ));
-                    tokio::spawn(crate::kubelet_server::serve(
-                        listener,
-                        tls,
-                        runtime,
-                        self.config.data_dir.clone(),
-                        async {
-                            // The deleted pods' logs are collected while the endpoint serves.
-                            let _abort = AbortOnDrop(collector);
-                            let _ = endpoint_stopped.await;
-                        },
-                    ));
-                }
-                Err(e) => tracing::error!(%addr, error = %e, "node endpoint (logs) not serving"),
-            }
+            let data_dir = self.config.data_dir.clone();
+            let retention = self.config.pod_logs_retention;
+            tokio::spawn(async move {
+                // The port may be held for a moment (a process probing it, a previous instance
+                // still exiting): keep trying rather than serve no logs for the node's lifetime.
+                let mut endpoint_stopped = endpoint_stopped;
+                let mut attempts = 0u32;
+                let listener = loop {
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => break l,
+                        Err(e) => {
+                            if attempts.is_multiple_of(30) {
+                                tracing::error!(%addr, error = %e, "node endpoint (logs) not serving yet; retrying every second");
+                            }
+                            attempts += 1;
+                            tokio::select! {
+                                _ = &mut endpoint_stopped => return,
+                                () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+                            }
+                        }
+                    }
+                };
+                tracing::info!(%addr, "node endpoint serving");
+                let collector = tokio::spawn(crate::pod_logs::collect(
+                    data_dir.clone(),
+                    runtime.clone(),
+                    retention,
+                ));
+                crate::kubelet_server::serve(listener, tls, runtime, data_dir, async {
+                    // The deleted pods' logs are collected while the endpoint serves.
+                    let _abort = AbortOnDrop(collector);
+                    let _ = endpoint_stopped.await;
+                })
+                .await;
+            });
         }
         let mut lease_tick = tokio::time::interval(self.config.lease_interval);
         // The last Lease written: renewing replaces it without reading it first.

@@ -1,5 +1,6 @@
 //! End to end: `rudder server` registers its machine as a Node (real capacity, labels,
-//! conditions, addresses), keeps its Lease renewed, and takes the same Node over after a restart.
+//! conditions, addresses), keeps its Lease renewed, and takes the same Node over after a restart
+//! (serving its endpoint once a port someone else held is free).
 
 mod common;
 
@@ -89,11 +90,25 @@ fn the_server_registers_its_node_and_renews_its_lease() {
         (l["spec"]["renewTime"].as_str() != Some(first.as_str())).then_some(())
     });
 
-    // After a restart the same Node is taken over, not duplicated.
+    // After a restart the same Node is taken over, not duplicated. Its endpoint's port is
+    // held by someone else at first: the agent keeps trying and serves once it is free.
+    s.stop();
+    let holder = std::net::TcpListener::bind(("0.0.0.0", s.kubelet_port)).expect("hold the port");
     s.restart();
     wait_for("the node after restart", || {
         let list = json(&s.ok_kubectl(k, &["get", "nodes", "-o", "json"]));
         let items = list["items"].as_array().cloned().unwrap_or_default();
         (items.len() == 1 && items[0]["metadata"]["uid"] == uid.as_str()).then_some(())
+    });
+    wait_for("the agent to find its port taken", || {
+        s.log()
+            .contains("node endpoint (logs) not serving yet")
+            .then_some(())
+    });
+    drop(holder);
+    let healthz = format!("/api/v1/nodes/{name}/proxy/healthz");
+    wait_for("the node endpoint through the API server", || {
+        let out = s.kubectl(k, &["get", "--raw", &healthz]);
+        (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok").then_some(())
     });
 }

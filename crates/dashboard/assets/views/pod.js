@@ -1,7 +1,7 @@
 // A pod: its status and containers, its logs streaming (`pods/log?follow=true`), its YAML, and
 // a delete button behind a confirmation.
 
-import { streamText, withQuery } from '../api.js';
+import { streamLog, withQuery } from '../api.js';
 import { h, fill, table, badge, errorBanner } from '../dom.js';
 import { age, podStatus, podReady, podRestarts, statusKind } from '../format.js';
 import { toYaml } from '../yaml.js';
@@ -77,18 +77,19 @@ export default function pod(ctx, ns, name) {
     stream = abort;
     logs.textContent = '';
     logStatus.textContent = follow.checked ? 'streaming…' : 'loading…';
-    const path = withQuery(`/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}/log`, {
-      container,
-      follow: follow.checked ? 'true' : '',
-      tailLines: TAIL_LINES,
-    });
-    streamText(path, abort.signal, (text) => {
+    const path = `/api/v1/namespaces/${encodeURIComponent(ns)}/pods/${encodeURIComponent(name)}/log`;
+    const params = { container, follow: follow.checked ? 'true' : '', tailLines: TAIL_LINES };
+    const onText = (text) => {
       // Follow the end only when the reader is already there.
       const atEnd = logs.scrollTop + logs.clientHeight >= logs.scrollHeight - 8;
       logs.append(text);
       if (logs.textContent.length > MAX_LOG_CHARS) logs.textContent = logs.textContent.slice(-MAX_LOG_CHARS / 2);
       if (atEnd) logs.scrollTop = logs.scrollHeight;
-    })
+    };
+    const onStatus = (text) => {
+      if (!abort.signal.aborted) logStatus.textContent = text;
+    };
+    streamLog(path, params, abort.signal, { onText, onStatus })
       .then(() => {
         if (!abort.signal.aborted) logStatus.textContent = follow.checked ? 'stream ended' : '';
       })
