@@ -61,7 +61,7 @@ impl Context {
     ) -> Result<Self> {
         let stopped = || wait_stop(stop.clone());
         let ctx = Context {
-            pods: Informer::start(&client, "pods", stopped()),
+            pods: Informer::start_indexed(&client, "pods", crate::pods::controller_key, stopped()),
             replicasets: Informer::start(&client, "replicasets", stopped()),
             replication_controllers: Informer::start(&client, "replicationcontrollers", stopped()),
             deployments: Informer::start(&client, "deployments", stopped()),
@@ -105,9 +105,42 @@ impl Context {
 
     /// The cached pods of namespace `ns` whose controller is the object with `uid`.
     pub fn controlled_pods(&self, ns: &str, uid: &str) -> Vec<Arc<Pod>> {
-        let mut pods = self.pods_in(ns);
-        pods.retain(|p| crate::pods::controller_ref(&p.metadata).is_some_and(|r| r.uid == uid));
+        let mut pods = match &self.pods.index {
+            Some(ix) => ix.get(uid),
+            None => self.pods_in(ns),
+        };
+        pods.retain(|p| {
+            p.metadata.namespace.as_deref() == Some(ns)
+                && crate::pods::controller_ref(&p.metadata).is_some_and(|r| r.uid == uid)
+        });
         pods
+    }
+
+    /// The cached pods a controller of `ns` with `uid` may claim: its own and the namespace's
+    /// pods without a controller (read from the index, not by scanning every pod).
+    pub fn claimable_pods(&self, ns: &str, uid: &str) -> Vec<Arc<Pod>> {
+        match &self.pods.index {
+            Some(ix) => {
+                let mut pods = ix.get(uid);
+                pods.retain(|p| p.metadata.namespace.as_deref() == Some(ns));
+                pods.extend(ix.get(&crate::pods::orphans_key(ns)));
+                pods
+            }
+            None => self.pods_in(ns),
+        }
+    }
+
+    /// Whether the pod `name` of `ns`, controlled by `uid`, is cached (as the index has it:
+    /// a reader of [`Context::claimable_pods`] after this sees at least that pod).
+    pub fn controlled_pod_cached(&self, ns: &str, uid: &str, name: &str) -> bool {
+        match &self.pods.index {
+            Some(ix) => ix.contains(uid, name),
+            None => self
+                .pods
+                .store
+                .get(&ObjectRef::new(name).within(ns))
+                .is_some(),
+        }
     }
 
     /// An event recorder for `component` (upstream's `source.component`).

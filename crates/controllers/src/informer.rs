@@ -18,6 +18,8 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use tokio::sync::broadcast;
 
+use crate::informer_index::Index;
+
 /// What a subscriber hears.
 #[derive(Clone, Debug)]
 pub enum Change<K> {
@@ -34,6 +36,8 @@ pub enum Change<K> {
 pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
     /// The cache.
     pub store: Store<K>,
+    /// The cache grouped by a key, if asked for ([`Informer::start_indexed`]).
+    pub index: Option<Arc<Index<K>>>,
     tx: broadcast::Sender<Change<K>>,
 }
 
@@ -41,6 +45,7 @@ impl<K: Resource<DynamicType = ()> + 'static> Clone for Informer<K> {
     fn clone(&self) -> Self {
         Informer {
             store: self.store.clone(),
+            index: self.index.clone(),
             tx: self.tx.clone(),
         }
     }
@@ -75,6 +80,27 @@ where
         config: watcher::Config,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
+        Self::start_inner(client, what, config, None, stop)
+    }
+
+    /// Starts watching every `K` until `stop`, also grouping the cache by `key`.
+    pub fn start_indexed(
+        client: &Client,
+        what: &'static str,
+        key: fn(&K) -> String,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
+        let index = Arc::new(Index::new(key));
+        Self::start_inner(client, what, watcher::Config::default(), Some(index), stop)
+    }
+
+    fn start_inner(
+        client: &Client,
+        what: &'static str,
+        config: watcher::Config,
+        index: Option<Arc<Index<K>>>,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Self {
         let mut writer: Writer<K> = Writer::default();
         let store = writer.as_reader();
         let (tx, _) = broadcast::channel(BUFFER);
@@ -86,20 +112,39 @@ where
             .modify(|o| o.meta_mut().managed_fields = None)
             .default_backoff();
         let reader = store.clone();
+        let indexed = index.clone();
         let driver = events.for_each(move |ev| {
             match ev {
                 Ok(ev) => {
+                    let old = match (&indexed, &ev) {
+                        (Some(_), watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
+                            Index::cached(&reader, o)
+                        }
+                        _ => None,
+                    };
                     writer.apply_watcher_event(&ev);
                     let change = match ev {
-                        // The cache's own copy: a second one per queued change would double
-                        // the memory of a busy kind.
-                        watcher::Event::Apply(o) => Some(Change::Applied(
-                            reader
-                                .get(&ObjectRef::from_obj(&o))
-                                .unwrap_or_else(|| Arc::new(o)),
-                        )),
-                        watcher::Event::Delete(o) => Some(Change::Deleted(Arc::new(o))),
-                        watcher::Event::InitDone => Some(Change::Relisted),
+                        watcher::Event::Apply(o) => {
+                            // The cache's own copy: a second one per queued change would double
+                            // the memory of a busy kind.
+                            let cached = reader.get(&ObjectRef::from_obj(&o));
+                            if let Some(ix) = &indexed {
+                                ix.replace(old.as_ref(), cached.clone());
+                            }
+                            Some(Change::Applied(cached.unwrap_or_else(|| Arc::new(o))))
+                        }
+                        watcher::Event::Delete(o) => {
+                            if let Some(ix) = &indexed {
+                                ix.replace(old.as_ref(), None);
+                            }
+                            Some(Change::Deleted(Arc::new(o)))
+                        }
+                        watcher::Event::InitDone => {
+                            if let Some(ix) = &indexed {
+                                ix.rebuild(&reader);
+                            }
+                            Some(Change::Relisted)
+                        }
                         watcher::Event::Init | watcher::Event::InitApply(_) => None,
                     };
                     if let Some(c) = change {
@@ -117,7 +162,7 @@ where
                 _ = stop => {}
             }
         });
-        Informer { store, tx }
+        Informer { store, index, tx }
     }
 }
 

@@ -18,6 +18,7 @@ pub mod gc;
 pub mod hash;
 pub mod hpa;
 mod informer;
+mod informer_index;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;

@@ -16,6 +16,20 @@ pub fn controller_ref(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .find(|r| r.controller == Some(true))
 }
 
+/// The pod index's key ([`crate::informer_index`]): the controller's UID, or for a pod without
+/// a controller its namespace's [`orphans_key`].
+pub fn controller_key(p: &Pod) -> String {
+    match controller_ref(&p.metadata) {
+        Some(r) => r.uid.clone(),
+        None => orphans_key(p.metadata.namespace.as_deref().unwrap_or_default()),
+    }
+}
+
+/// The index key of the pods of `ns` that have no controller (a UID never holds a `/`).
+pub fn orphans_key(ns: &str) -> String {
+    format!("/{ns}")
+}
+
 /// A controller reference to an owner, blocking the owner's foreground deletion as upstream's
 /// controllers set it.
 pub fn new_controller_ref(api_version: &str, kind: &str, name: &str, uid: &str) -> OwnerReference {

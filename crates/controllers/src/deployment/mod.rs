@@ -381,14 +381,14 @@ async fn reconcile(d: Arc<Deployment>, state: Arc<State>) -> Result<Action> {
         scale_all(&state, &d, &spec, &owned, &downs).await?;
         return finish(&state, &d, &spec, new_rs.as_deref(), &old_rs, conds, true).await;
     }
-    let old_uids: Vec<String> = old_rs.iter().filter_map(|r| r.uid()).collect();
     let old_pods_running = old_views.iter().any(|r| r.actual > 0)
-        || ctx.pods.store.state().iter().any(|p| {
-            pods::controller_ref(&p.metadata).is_some_and(|r| old_uids.contains(&r.uid))
-                && !matches!(
+        || old_rs.iter().filter_map(|r| r.uid()).any(|uid| {
+            ctx.controlled_pods(&ns, &uid).iter().any(|p| {
+                !matches!(
                     p.status.as_ref().and_then(|s| s.phase.as_deref()),
                     Some("Succeeded" | "Failed")
                 )
+            })
         });
     if old_pods_running {
         finish(&state, &d, &spec, new_rs.as_deref(), &old_rs, conds, true).await?;
