@@ -157,10 +157,26 @@ fn apply_one(doc: &mut Value, op: &Operation) -> Result<(), JsonPatchErrorKind> 
             let value = get_mut(doc, from, &tokens(from)?)?.clone();
             add(doc, path, value)
         }
-        Operation::Test { path, value } => match get_mut(doc, path, &tokens(path)?) {
-            Ok(found) if json_equal(found, value) => Ok(()),
-            _ => Err(JsonPatchErrorKind::TestFailed(path.clone())),
-        },
+        Operation::Test { path, value } => {
+            let all = tokens(path)?;
+            let passed = match get_mut(doc, path, &all) {
+                Ok(found) => json_equal(found, value),
+                // As upstream's json-patch: a member missing from an object that exists tests
+                // equal to null.
+                Err(JsonPatchErrorKind::PathNotFound(_)) => {
+                    value.is_null()
+                        && all.split_last().is_some_and(|(_, parent)| {
+                            matches!(get_mut(doc, path, parent), Ok(Value::Object(_)))
+                        })
+                }
+                Err(_) => false,
+            };
+            if passed {
+                Ok(())
+            } else {
+                Err(JsonPatchErrorKind::TestFailed(path.clone()))
+            }
+        }
     }
 }
 

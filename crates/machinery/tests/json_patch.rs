@@ -92,6 +92,15 @@ fn applies_operations() {
             json!([{"op": "test", "path": "/obj", "value": {"x": {"y": 1}}}]),
             json!({"foo": "bar"}),
         ),
+        // As upstream's json-patch: a member missing from an existing object equals null.
+        (
+            json!([{"op": "test", "path": "/nope", "value": null}]),
+            json!({"foo": "bar"}),
+        ),
+        (
+            json!([{"op": "test", "path": "/obj/x/nope", "value": null}]),
+            json!({"obj": {"x": {"y": 1}}}),
+        ),
         (
             json!([{"op": "test", "path": "/foo", "value": "bar"}, {"op": "remove", "path": "/foo"}]),
             json!({"foo": null}),
@@ -139,8 +148,24 @@ fn reports_the_failing_operation() {
             1,
             K::TestFailed("/foo".into()),
         ),
+        // Null matches a missing member only: not a missing parent, an array slot, or a value.
         (
-            json!([{"op": "test", "path": "/nope", "value": null}]),
+            json!([{"op": "test", "path": "/nope/x", "value": null}]),
+            0,
+            K::TestFailed("/nope/x".into()),
+        ),
+        (
+            json!([{"op": "test", "path": "/list/7", "value": null}]),
+            0,
+            K::TestFailed("/list/7".into()),
+        ),
+        (
+            json!([{"op": "test", "path": "/foo", "value": null}]),
+            0,
+            K::TestFailed("/foo".into()),
+        ),
+        (
+            json!([{"op": "test", "path": "/nope", "value": 1}]),
             0,
             K::TestFailed("/nope".into()),
         ),
