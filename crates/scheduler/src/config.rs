@@ -262,6 +262,10 @@ fn build_profile(file: ProfileFile) -> Result<Profile, SchedulerError> {
         .iter()
         .map(|c| (c.name.as_str(), &c.args))
         .collect();
+    for (plugin, a) in &args {
+        validate_args(plugin, a)
+            .map_err(|e| SchedulerError::Config(format!("profile {name}: {e}")))?;
+    }
     let mut plugins = Vec::new();
     for (n, weight) in list {
         let Some((_, factory)) = REGISTRY.iter().find(|(r, _)| *r == n) else {
@@ -286,6 +290,19 @@ fn build_profile(file: ProfileFile) -> Result<Profile, SchedulerError> {
         plugins,
         preemption,
     })
+}
+
+/// Rejects a plugin's args as upstream's validation does (the message names the field).
+fn validate_args(plugin: &str, args: &Value) -> Result<(), String> {
+    if plugin == "InterPodAffinity"
+        && let Some(w) = args.get("hardPodAffinityWeight")
+        && !w.as_i64().is_some_and(|w| (0..=100).contains(&w))
+    {
+        return Err(format!(
+            "InterPodAffinity: hardPodAffinityWeight: Invalid value: {w}: not in valid range [0-100]"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -391,6 +408,16 @@ profiles:
                 "duplicate",
                 "profiles: [{schedulerName: a}, {schedulerName: a}]",
                 "duplicate profile a",
+            ),
+            (
+                "hard weight out of range",
+                "profiles: [{pluginConfig: [{name: InterPodAffinity, args: {hardPodAffinityWeight: 101}}]}]",
+                "hardPodAffinityWeight: Invalid value: 101: not in valid range [0-100]",
+            ),
+            (
+                "hard weight not a number",
+                "profiles: [{pluginConfig: [{name: InterPodAffinity, args: {hardPodAffinityWeight: a}}]}]",
+                "hardPodAffinityWeight: Invalid value: \"a\"",
             ),
             ("not yaml", "profiles: [", ""),
         ];

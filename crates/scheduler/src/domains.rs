@@ -200,6 +200,9 @@ pub struct DomainIndex {
     /// Existing pods' preferred affinity and anti-affinity terms by signature (a term some pods
     /// prefer and others avoid is one entry: their weights net out per domain).
     preferred_terms: HashMap<String, PreferredTerm>,
+    /// Existing pods' required affinity terms by signature, each carrier weighing 1 in its
+    /// domain: scoring weighs them by InterPodAffinity's `hardPodAffinityWeight`.
+    hard_terms: HashMap<String, PreferredTerm>,
     /// Node label key → value → nodes carrying it: the domains of every topology key.
     node_domains: HashMap<String, HashMap<String, usize>>,
     /// Node label key → nodes carrying it.
@@ -300,26 +303,11 @@ impl DomainIndex {
         let preferred = (pod.preferred_affinity.iter().map(|t| (t, 1)))
             .chain(pod.preferred_anti_affinity.iter().map(|t| (t, -1)));
         for (t, sign) in preferred {
-            let e = match self.preferred_terms.get_mut(&t.signature) {
-                Some(e) => e,
-                None if by > 0 => self
-                    .preferred_terms
-                    .entry(t.signature.clone())
-                    .or_insert_with(|| PreferredTerm {
-                        term: t.clone(),
-                        carriers: 0,
-                        weights: Arc::default(),
-                    }),
-                None => continue,
-            };
-            if let Some(domain) = node_labels.get(&t.topology_key) {
-                let w = by * sign * i64::from(t.weight);
-                add_signed(Arc::make_mut(&mut e.weights), domain, w);
-            }
-            e.carriers = e.carriers.saturating_add_signed(by as isize);
-            if e.carriers == 0 {
-                self.preferred_terms.remove(&t.signature);
-            }
+            let w = by * sign * i64::from(t.weight);
+            weigh(&mut self.preferred_terms, t, node_labels, by, w);
+        }
+        for t in &pod.required_affinity {
+            weigh(&mut self.hard_terms, t, node_labels, by, by);
         }
         // Terminating pods match no selector here, as in `NodeInfo::count_matching`.
         if pod.terminating() {
@@ -412,9 +400,43 @@ impl DomainIndex {
     pub fn preferred_terms(&self) -> impl Iterator<Item = (&AffinityTerm, &Arc<DomainWeights>)> {
         self.preferred_terms.values().map(|e| (&e.term, &e.weights))
     }
+
+    /// Existing pods' distinct required affinity terms, each with its carriers per domain.
+    pub fn hard_terms(&self) -> impl Iterator<Item = (&AffinityTerm, &Arc<DomainWeights>)> {
+        self.hard_terms.values().map(|e| (&e.term, &e.weights))
+    }
 }
 
 /// Brings one label's aggregations up to date with a pod placed (`by` 1) or removed (-1).
+/// Adds `w` to the domain of `node_labels` in the entry of term `t` (a carrier joined when `by`
+/// is positive, left when negative); an entry whose last carrier left is dropped.
+fn weigh(
+    terms: &mut HashMap<String, PreferredTerm>,
+    t: &AffinityTerm,
+    node_labels: &BTreeMap<String, String>,
+    by: i64,
+    w: i64,
+) {
+    let e = match terms.get_mut(&t.signature) {
+        Some(e) => e,
+        None if by > 0 => terms
+            .entry(t.signature.clone())
+            .or_insert_with(|| PreferredTerm {
+                term: t.clone(),
+                carriers: 0,
+                weights: Arc::default(),
+            }),
+        None => return,
+    };
+    if let Some(domain) = node_labels.get(&t.topology_key) {
+        add_signed(Arc::make_mut(&mut e.weights), domain, w);
+    }
+    e.carriers = e.carriers.saturating_add_signed(by as isize);
+    if e.carriers == 0 {
+        terms.remove(&t.signature);
+    }
+}
+
 fn apply(aggs: &mut Aggregations, node: &str, node_labels: &BTreeMap<String, String>, by: i64) {
     for (key, counts) in &mut aggs.by_key {
         if let Some(domain) = node_labels.get(key) {
@@ -520,6 +542,13 @@ impl Snapshot {
         &self,
     ) -> impl Iterator<Item = (&AffinityTerm, &Arc<DomainWeights>)> {
         self.domains.preferred_terms()
+    }
+
+    /// Existing pods' distinct required affinity terms, each with its carriers per domain.
+    pub fn existing_required_affinity_terms(
+        &self,
+    ) -> impl Iterator<Item = (&AffinityTerm, &Arc<DomainWeights>)> {
+        self.domains.hard_terms()
     }
 
     /// Builds one label's aggregation from the nodes' own label counts.

@@ -135,7 +135,9 @@ pub fn run_pre_filter(
 
 /// Runs the Filters on one node as upstream's `RunFilterPluginsWithNominatedPods`: when pods
 /// of at least this pod's priority are nominated to the node, the node must fit with them on it
-/// (their room is reserved) and also without them (they may not come).
+/// (their room is reserved) and also without them (they may not come). With them, the
+/// PreFilter states that count pods across nodes (anti-affinity, spread) count them too
+/// (upstream's `AddPod` extensions on a copy of the state).
 pub fn run_filters_with_nominated(
     profile: &Profile,
     state: &CycleState,
@@ -148,10 +150,14 @@ pub fn run_filters_with_nominated(
         return run_filters(profile, state, pod, node);
     }
     let mut with = node.clone();
+    let mut with_state = state.clone();
     for p in nominated {
-        with.add_pod(p);
+        with.add_pod(p.clone());
+        for e in profile.plugins.iter().filter(|e| at(e, Point::PreFilter)) {
+            e.plugin.add_pod(&mut with_state, pod, &p, &with);
+        }
     }
-    let s = run_filters(profile, state, pod, &with);
+    let s = run_filters(profile, &with_state, pod, &with);
     if !s.passes() {
         return s;
     }
@@ -409,6 +415,58 @@ mod tests {
             e.message(),
             "0/3 nodes are available: persistentvolumeclaim \"gone\" not found."
         );
+    }
+
+    #[test]
+    fn nominated_pods_count_in_anti_affinity_and_spread() {
+        let host = |n: &str| node(n, json!({"kubernetes.io/hostname": n}), json!({}));
+        // `b` has no room for another CPU: only `a` is left, where `web` (priority 100) is
+        // nominated.
+        let hog = pod(
+            "hog",
+            json!({}),
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "4"}}}]}),
+        );
+        let mut snap = snapshot(vec![host("a"), host("b")], vec![("b", hog)]);
+        let web = pod("web", json!({"app": "web"}), json!({"priority": 100}));
+        snap.nominate("a", std::sync::Arc::new(web));
+        let one_cpu =
+            json!({"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]});
+        let away_from_web = json!({"affinity": {"podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"app": "web"}},
+                "topologyKey": "kubernetes.io/hostname"}]}}});
+        let spread_web = json!({"topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "web"}}}]});
+        let config = Config::default();
+        let profile = &config.profiles[0];
+        let mut alg = Algorithm::default();
+        // (pod, priority, spec, where it goes or None when it fits nowhere)
+        let cases = [
+            // The nominated pod counts for pods of at most its priority...
+            ("anti-low", 10, away_from_web.clone(), None),
+            ("spread-low", 10, spread_web.clone(), None),
+            // ...not for higher ones (they may preempt it in turn).
+            ("anti-high", 1000, away_from_web, Some("a")),
+            ("spread-high", 1000, spread_web, Some("a")),
+        ];
+        for (name, prio, extra, want) in cases {
+            let mut spec = one_cpu.clone();
+            crate::plugins::testing::merge(&mut spec, extra);
+            spec["priority"] = json!(prio);
+            let labels = if name.starts_with("spread") {
+                json!({"app": "web"})
+            } else {
+                json!({})
+            };
+            let got = alg
+                .schedule(profile, 0, &snap, &pod(name, labels, spec))
+                .ok()
+                .map(|p| p.node);
+            assert_eq!(got.as_deref(), want, "{name}");
+        }
     }
 
     #[test]

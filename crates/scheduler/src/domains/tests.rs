@@ -72,16 +72,28 @@ fn brute_force_anti(snap: &Snapshot) -> HashMap<String, DomainCounts> {
     out
 }
 
-fn brute_force_preferred(snap: &Snapshot) -> HashMap<String, DomainWeights> {
+/// Existing pods' preferred terms (`hard` false) or required affinity terms (`hard` true, each
+/// carrier weighing 1) by signature, per domain.
+fn brute_force_weighted(snap: &Snapshot, hard: bool) -> HashMap<String, DomainWeights> {
     let mut out: HashMap<String, DomainWeights> = HashMap::new();
     for node in &snap.nodes {
         for p in &node.pods {
-            let terms = (p.preferred_affinity.iter().map(|t| (t, 1)))
-                .chain(p.preferred_anti_affinity.iter().map(|t| (t, -1)));
-            for (t, sign) in terms {
+            let terms: Vec<(&AffinityTerm, i64)> = if hard {
+                p.required_affinity.iter().map(|t| (t, 1)).collect()
+            } else {
+                (p.preferred_affinity
+                    .iter()
+                    .map(|t| (t, i64::from(t.weight))))
+                .chain(
+                    p.preferred_anti_affinity
+                        .iter()
+                        .map(|t| (t, -i64::from(t.weight))),
+                )
+                .collect()
+            };
+            for (t, w) in terms {
                 if let Some(d) = node.labels.get(&t.topology_key) {
-                    let weights = out.entry(t.signature.clone()).or_default();
-                    add_signed(weights, d, sign * i64::from(t.weight));
+                    add_signed(out.entry(t.signature.clone()).or_default(), d, w);
                 }
             }
         }
@@ -125,7 +137,17 @@ fn check(snap: &Snapshot) {
         .filter(|(_, w)| !w.is_empty())
         .map(|(t, w)| (t.signature.clone(), (**w).clone()))
         .collect();
-    assert_eq!(got, brute_force_preferred(snap), "preferred terms");
+    assert_eq!(got, brute_force_weighted(snap, false), "preferred terms");
+    let got: HashMap<String, DomainWeights> = snap
+        .existing_required_affinity_terms()
+        .filter(|(_, w)| !w.is_empty())
+        .map(|(t, w)| (t.signature.clone(), (**w).clone()))
+        .collect();
+    assert_eq!(
+        got,
+        brute_force_weighted(snap, true),
+        "required affinity terms"
+    );
     scoring::check(snap);
     for key in KEYS {
         let domains: HashSet<&String> = snap
@@ -155,6 +177,8 @@ struct PodSpec {
     anti: Option<(usize, usize)>,
     /// (selector on `app`, topology key, weight, anti-affinity?) of a preferred term.
     preferred: Option<(usize, usize, i32, bool)>,
+    /// (selector on `app`, topology key) of a required affinity term.
+    affinity: Option<(usize, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -181,15 +205,19 @@ fn pod_spec() -> impl Strategy<Value = PodSpec> {
         proptest::bool::weighted(0.15),
         proptest::option::weighted(0.3, (0..2usize, 0..3usize)),
         proptest::option::weighted(0.3, (0..2usize, 0..3usize, 1..4i32, proptest::bool::ANY)),
+        proptest::option::weighted(0.2, (0..2usize, 0..3usize)),
     )
-        .prop_map(|(ns, app, tier, terminating, anti, preferred)| PodSpec {
-            ns,
-            app,
-            tier,
-            terminating,
-            anti,
-            preferred,
-        })
+        .prop_map(
+            |(ns, app, tier, terminating, anti, preferred, affinity)| PodSpec {
+                ns,
+                app,
+                tier,
+                terminating,
+                anti,
+                preferred,
+                affinity,
+            },
+        )
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -237,6 +265,11 @@ fn pod_object(i: usize, node: Option<usize>, s: &PodSpec) -> Pod {
         let (app, key) = (["web", "db"][app], KEYS[key]);
         spec["affinity"] = json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
             {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]}});
+    }
+    if let Some((app, key)) = s.affinity {
+        let (app, key) = (["web", "db"][app], KEYS[key]);
+        spec["affinity"]["podAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] =
+            json!([{"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]);
     }
     if let Some((app, key, weight, anti)) = s.preferred {
         let (app, key) = (["web", "db"][app], KEYS[key]);
@@ -331,6 +364,7 @@ fn table() {
         terminating: false,
         anti: None,
         preferred: None,
+        affinity: None,
     };
     let guard = PodSpec {
         anti: Some((0, 0)),

@@ -1,5 +1,6 @@
 //! InterPodAffinity: required pod affinity and anti-affinity (the pod's own, and existing pods'
-//! anti-affinity against it) per topology domain; preferred terms score. PreFilter and PreScore
+//! anti-affinity against it) per topology domain; preferred terms score, and so do existing pods'
+//! required affinity terms that select the pod (`hardPodAffinityWeight`). PreFilter and PreScore
 //! read the snapshot's per-domain counts and weights (`domains.rs`) instead of visiting every
 //! node.
 
@@ -13,7 +14,35 @@ pub const AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const ANTI_AFFINITY: &str = "node(s) didn't match pod anti-affinity rules";
 pub const EXISTING_ANTI_AFFINITY: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
 
-pub struct InterPodAffinity;
+/// The plugin, with its `hardPodAffinityWeight` arg.
+pub struct InterPodAffinity {
+    /// How much each existing pod whose required affinity selects the incoming pod adds to the
+    /// score of nodes in its domain (upstream's default 1; 0 turns it off).
+    pub hard_weight: i64,
+}
+
+/// Upstream's default `hardPodAffinityWeight`.
+pub const DEFAULT_HARD_WEIGHT: i64 = 1;
+
+impl Default for InterPodAffinity {
+    fn default() -> Self {
+        InterPodAffinity {
+            hard_weight: DEFAULT_HARD_WEIGHT,
+        }
+    }
+}
+
+impl InterPodAffinity {
+    /// Reads `hardPodAffinityWeight` from the plugin's args (validated by the configuration).
+    pub fn new(args: &serde_json::Value) -> Self {
+        InterPodAffinity {
+            hard_weight: args
+                .get("hardPodAffinityWeight")
+                .and_then(serde_json::Value::as_i64)
+                .unwrap_or(DEFAULT_HARD_WEIGHT),
+        }
+    }
+}
 
 /// What PreScore found: per preferred term that applies, its topology key, the weight each
 /// pod counts with, and the pods (or, for existing pods' terms, their weights) per domain. A
@@ -203,13 +232,23 @@ impl Plugin for InterPodAffinity {
                 parts.push((t.topology_key.clone(), sign * i64::from(t.weight), pods));
             }
         }
-        // Symmetry: existing pods' preferences about the incoming pod count too; each distinct
-        // term is matched once, however many pods carry it.
-        for (t, weights) in snap.existing_preferred_terms() {
+        // Symmetry: existing pods' preferences about the incoming pod count too, and so do
+        // their required affinity terms, by `hardPodAffinityWeight`; each distinct term is
+        // matched once, however many pods carry it.
+        let hard = (self.hard_weight > 0)
+            .then(|| snap.existing_required_affinity_terms())
+            .into_iter()
+            .flatten()
+            .map(|(t, w)| (t, w, self.hard_weight));
+        let theirs = snap
+            .existing_preferred_terms()
+            .map(|(t, w)| (t, w, 1))
+            .chain(hard);
+        for (t, weights, weight) in theirs {
             if !weights.is_empty() && t.matches(pod) {
                 parts.push((
                     t.topology_key.clone(),
-                    1,
+                    weight,
                     Domains::new(vec![weights.clone()]),
                 ));
             }
@@ -343,13 +382,13 @@ mod tests {
         ];
         for (name, labels, spec, want) in cases {
             assert_eq!(
-                passing(&InterPodAffinity, &pod("p", labels, spec), &snap),
+                passing(&InterPodAffinity::default(), &pod("p", labels, spec), &snap),
                 want,
                 "{name}"
             );
         }
         let s = filter_all(
-            &InterPodAffinity,
+            &InterPodAffinity::default(),
             &pod("db", json!({"app": "db"}), json!({})),
             &snap,
         );
@@ -372,7 +411,7 @@ mod tests {
             {"weight": 5, "podAffinityTerm": term("web")}]}}}),
         );
         assert_eq!(
-            scores(&InterPodAffinity, &p, &snap),
+            scores(&InterPodAffinity::default(), &p, &snap),
             vec![("a1".into(), 0), ("b1".into(), 100)]
         );
     }
@@ -386,12 +425,7 @@ mod tests {
                 {"weight": w, "podAffinityTerm": term(app)}]}}})
         };
         let snap = snapshot(
-            vec![
-                node("a1", json!({"zone": "a"}), json!({})),
-                node("b1", json!({"zone": "b"}), json!({})),
-                node("c1", json!({"zone": "c"}), json!({})),
-                node("nozone", json!({}), json!({})),
-            ],
+            zone_nodes(),
             vec![
                 (
                     "a1",
@@ -414,7 +448,7 @@ mod tests {
         // Raw: a 10, b -6, c 0 (the db term does not select web), nozone 0; min-max scaled.
         let web = pod("p", json!({"app": "web"}), json!({}));
         assert_eq!(
-            scores(&InterPodAffinity, &web, &snap),
+            scores(&InterPodAffinity::default(), &web, &snap),
             vec![
                 ("a1".into(), 100),
                 ("b1".into(), 0),
@@ -426,8 +460,55 @@ mod tests {
         let other = pod("q", json!({"app": "other"}), json!({}));
         let mut state = CycleState::default();
         let all: Vec<&NodeInfo> = snap.nodes.iter().collect();
-        let s = InterPodAffinity.pre_score(&mut state, &other, &snap, &all);
+        let s = InterPodAffinity::default().pre_score(&mut state, &other, &snap, &all);
         assert_eq!(s.code, Code::Skip);
+    }
+
+    /// Existing pods' required affinity for the incoming pod scores by `hardPodAffinityWeight`
+    /// per carrier, on top of preferences; weight 0 leaves only the preferences.
+    #[test]
+    fn existing_required_affinity_scores_by_hard_weight() {
+        let require = json!({"affinity": {"podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [term("web")]}}});
+        let prefer = json!({"affinity": {"podAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 3, "podAffinityTerm": term("web")}]}}});
+        let snap = snapshot(
+            vec![
+                node("a1", json!({"zone": "a"}), json!({})),
+                node("b1", json!({"zone": "b"}), json!({})),
+                node("c1", json!({"zone": "c"}), json!({})),
+            ],
+            vec![
+                ("a1", pod("needs-web", json!({}), require.clone())),
+                ("a1", pod("needs-web-too", json!({}), require)),
+                ("b1", pod("likes-web", json!({}), prefer)),
+            ],
+        );
+        let web = pod("p", json!({"app": "web"}), json!({}));
+        let db = pod("q", json!({"app": "db"}), json!({}));
+        // (hardPodAffinityWeight, pod, raw scores a/b/c before min-max scaling → scaled)
+        let cases = [
+            // Raw a 2, b 3, c 0.
+            (1, &web, vec![66, 100, 0]),
+            // Raw a 10, b 3, c 0.
+            (5, &web, vec![100, 30, 0]),
+            // Raw a 0, b 3, c 0.
+            (0, &web, vec![0, 100, 0]),
+            // Nobody's term selects db: all equal.
+            (5, &db, vec![0, 0, 0]),
+        ];
+        for (hard_weight, p, want) in cases {
+            let plugin = InterPodAffinity { hard_weight };
+            let got: Vec<i64> = scores(&plugin, p, &snap)
+                .into_iter()
+                .map(|(_, s)| s)
+                .collect();
+            assert_eq!(got, want, "hardPodAffinityWeight {hard_weight}, {}", p.name);
+        }
+        let args = json!({"hardPodAffinityWeight": 7});
+        assert_eq!(InterPodAffinity::new(&args).hard_weight, 7);
+        assert_eq!(InterPodAffinity::new(&json!(null)).hard_weight, 1);
     }
 
     #[test]
@@ -457,10 +538,16 @@ mod tests {
         // Unresolved, the selector names no namespace yet: nothing to avoid.
         let unresolved = pod("p", json!({}), spec.clone());
         assert!(unresolved.selects_namespaces());
-        assert_eq!(passing(&InterPodAffinity, &unresolved, &snap), ["n1", "n2"]);
+        assert_eq!(
+            passing(&InterPodAffinity::default(), &unresolved, &snap),
+            ["n1", "n2"]
+        );
         // Resolved, `prod` is selected by its label: the db pod's node is avoided.
         let mut resolved = pod("p", json!({}), spec);
         resolved.resolve_namespaces(&labels);
-        assert_eq!(passing(&InterPodAffinity, &resolved, &snap), ["n2"]);
+        assert_eq!(
+            passing(&InterPodAffinity::default(), &resolved, &snap),
+            ["n2"]
+        );
     }
 }

@@ -36,8 +36,8 @@ pub const REGISTRY: &[(&str, Factory)] = &[
     ("PodTopologySpread", |_| {
         Arc::new(topology_spread::PodTopologySpread)
     }),
-    ("InterPodAffinity", |_| {
-        Arc::new(inter_pod_affinity::InterPodAffinity)
+    ("InterPodAffinity", |args| {
+        Arc::new(inter_pod_affinity::InterPodAffinity::new(args))
     }),
     ("NodeResourcesBalancedAllocation", |_| {
         Arc::new(balanced_allocation::BalancedAllocation)
@@ -69,6 +69,16 @@ pub(crate) mod testing {
         });
         merge(&mut v, extra);
         serde_json::from_value(v).expect("node")
+    }
+
+    /// Nodes `a1`, `b1` and `c1` in zones `a`, `b` and `c`, and `nozone` without the label.
+    pub fn zone_nodes() -> Vec<Node> {
+        let mut nodes: Vec<Node> = ["a", "b", "c"]
+            .iter()
+            .map(|z| node(&format!("{z}1"), json!({"zone": z}), json!({})))
+            .collect();
+        nodes.push(node("nozone", json!({}), json!({})));
+        nodes
     }
 
     /// A pod `ns/name` with `labels` and `spec` (containers default to one named `c`).
@@ -145,7 +155,8 @@ pub(crate) mod testing {
         v
     }
 
-    fn merge(base: &mut Value, extra: Value) {
+    /// Merges `extra`'s members into `base`, objects recursively, anything else replaced.
+    pub fn merge(base: &mut Value, extra: Value) {
         if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
             for (k, v) in e {
                 match (b.get_mut(&k), v) {

@@ -20,6 +20,8 @@ pub const MISSING_LABEL: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 
 const SCORE: &str = "PodTopologySpread/score";
+/// The topology key whose domains are the nodes themselves.
+const HOSTNAME: &str = "kubernetes.io/hostname";
 /// Score's raw value for a node that lacks a constraint's key: it takes no part in
 /// normalization and scores 0 (upstream's ignored nodes). Real raw scores are ≥ 0.
 const IGNORED: i64 = -1;
@@ -54,6 +56,10 @@ struct State {
     /// (0 when there are fewer domains than `minDomains`, as upstream's minDomains says) —
     /// with a per-node topology key there are as many domains as nodes.
     min: Vec<i64>,
+    /// Scoring only, per constraint: what a matching pod in a node's domain weighs,
+    /// `ln(domains + 2)` over the feasible nodes (upstream's topology normalizing weight), so
+    /// a topology of few domains is not drowned by one of many.
+    weights: Vec<f64>,
 }
 
 impl State {
@@ -65,6 +71,7 @@ impl State {
                 .map(|c| Domains::new(vec![c.counts]))
                 .collect(),
             min: vec![0; constraints.len()],
+            weights: Vec::new(),
             constraints,
         };
         for i in 0..st.constraints.len() {
@@ -227,6 +234,28 @@ fn count_all(pod: &PodInfo, constraints: &[Constraint], snap: &Snapshot) -> Vec<
     })
 }
 
+/// Per constraint, `ln(size + 2)` where size is the number of domains among the feasible nodes
+/// that carry every constraint's key (for the hostname key, the number of those nodes).
+fn normalizing_weights(constraints: &[Constraint], feasible: &[&NodeInfo]) -> Vec<f64> {
+    let scored: Vec<&&NodeInfo> = feasible
+        .iter()
+        .filter(|n| constraints.iter().all(|c| n.labels.contains_key(&c.key)))
+        .collect();
+    constraints
+        .iter()
+        .map(|c| {
+            let size = if c.key == HOSTNAME {
+                scored.len()
+            } else {
+                let values: std::collections::HashSet<&String> =
+                    scored.iter().filter_map(|n| n.labels.get(&c.key)).collect();
+                values.len()
+            };
+            (size as f64 + 2.0).ln()
+        })
+        .collect()
+}
+
 impl Plugin for PodTopologySpread {
     fn name(&self) -> &'static str {
         NAME
@@ -285,7 +314,7 @@ impl Plugin for PodTopologySpread {
         state: &mut CycleState,
         pod: &PodInfo,
         snap: &Snapshot,
-        _: &[&NodeInfo],
+        feasible: &[&NodeInfo],
     ) -> Status {
         let cs = constraints(pod, false);
         if cs.is_empty() {
@@ -295,23 +324,26 @@ impl Plugin for PodTopologySpread {
         // feasible ones (a sample of the cluster): a feasible node's domain is scored by all of
         // its pods.
         let counts = count_all(pod, &cs, snap);
-        state.write(SCORE, State::new(cs, counts));
+        let mut st = State::new(cs, counts);
+        st.weights = normalizing_weights(&st.constraints, feasible);
+        state.write(SCORE, st);
         Status::success()
     }
 
+    /// Per constraint, the matching pods in the node's domain times the constraint's weight,
+    /// plus `maxSkew - 1` (which waters down small differences), rounded (upstream's score).
     fn score(&self, state: &CycleState, _: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(st) = state.read::<State>(SCORE) else {
             return 0;
         };
-        let mut total = 0;
-        for (c, counts) in st.constraints.iter().zip(&st.counts) {
+        let mut total = 0.0;
+        for ((c, counts), w) in st.constraints.iter().zip(&st.counts).zip(&st.weights) {
             let Some(value) = node.labels.get(&c.key) else {
                 return IGNORED;
             };
-            let here = counts.get(value);
-            total += here + c.self_match + c.max_skew - 1;
+            total += counts.get(value) as f64 * w + (c.max_skew - 1) as f64;
         }
-        total
+        total.round() as i64
     }
 
     /// Fewer matching pods is better: the emptiest domain gets [`MAX_NODE_SCORE`]; a node
@@ -343,19 +375,18 @@ mod tests {
             "labelSelector": {"matchLabels": {"app": "web"}}}]})
     }
 
+    /// Zone a: 2 web pods, zone b: 1, zone c: 0; `nozone` has no zone.
+    fn web_in_zones() -> Snapshot {
+        let web = |n: &str| pod(n, json!({"app": "web"}), json!({}));
+        snapshot(
+            zone_nodes(),
+            vec![("a1", web("w1")), ("a1", web("w2")), ("b1", web("w3"))],
+        )
+    }
+
     #[test]
     fn filter_table() {
-        let web = |n: &str| pod(n, json!({"app": "web"}), json!({}));
-        // zone a: 2 web pods, zone b: 1, zone c: 0.
-        let snap = snapshot(
-            vec![
-                node("a1", json!({"zone": "a"}), json!({})),
-                node("b1", json!({"zone": "b"}), json!({})),
-                node("c1", json!({"zone": "c"}), json!({})),
-                node("nozone", json!({}), json!({})),
-            ],
-            vec![("a1", web("w1")), ("a1", web("w2")), ("b1", web("w3"))],
-        );
+        let snap = web_in_zones();
         let cases = vec![
             (
                 "skew 1",
@@ -405,6 +436,31 @@ mod tests {
         // A node without the key is not measured (upstream's ignored nodes): the lowest score,
         // and it does not stretch the others' range.
         assert_eq!(soft[3], ("nozone".into(), 0), "{soft:?}");
+    }
+
+    /// Upstream's soft score: matching pods in the domain × ln(domains + 2) + maxSkew − 1,
+    /// rounded, then fewer-is-better scaled against the highest; a node without the key is 0.
+    #[test]
+    fn soft_scores_weigh_counts_by_the_number_of_domains() {
+        let snap = web_in_zones();
+        // Three zones: each pod weighs ln 5 ≈ 1.61.
+        let cases = [
+            // Raw a round(3.22) = 3, b round(1.61) = 2, c 0.
+            (1, vec![0, 33, 100, 0]),
+            // Raw a round(5.22) = 5, b round(3.61) = 4, c 2.
+            (3, vec![40, 60, 100, 0]),
+        ];
+        for (skew, want) in cases {
+            let got: Vec<i64> = scores(
+                &PodTopologySpread,
+                &pod("p", json!({"app": "web"}), spread(skew, "ScheduleAnyway")),
+                &snap,
+            )
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect();
+            assert_eq!(got, want, "maxSkew {skew}");
+        }
     }
 
     /// The index's counts equal the scan's wherever the index is used, and it is not used

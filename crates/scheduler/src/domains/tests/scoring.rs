@@ -1,5 +1,5 @@
 //! Scoring against brute force over the same random clusters: InterPodAffinity's preferred terms
-//! (the pod's own and existing pods' about it) and PodTopologySpread's ScheduleAnyway counts,
+//! (the pod's own and existing pods' about it, and existing pods' required affinity) and PodTopologySpread's ScheduleAnyway counts,
 //! read from the index, must give every node the raw score a visit of every pod gives.
 
 use std::collections::BTreeMap;
@@ -74,11 +74,21 @@ fn affinity_by_visit(snap: &Snapshot, pod: &PodInfo, node: &NodeInfo) -> i64 {
                     score += sign * i64::from(t.weight);
                 }
             }
-            let theirs = (existing.preferred_affinity.iter().map(|t| (t, 1)))
-                .chain(existing.preferred_anti_affinity.iter().map(|t| (t, -1)));
-            for (t, sign) in theirs {
+            let theirs = (existing
+                .preferred_affinity
+                .iter()
+                .map(|t| (t, i64::from(t.weight))))
+            .chain(
+                existing
+                    .preferred_anti_affinity
+                    .iter()
+                    .map(|t| (t, -i64::from(t.weight))),
+            )
+            // Required affinity by the default `hardPodAffinityWeight`.
+            .chain(existing.required_affinity.iter().map(|t| (t, 1)));
+            for (t, w) in theirs {
                 if t.matches(pod) && same_domain(node, other, &t.topology_key) {
-                    score += sign * i64::from(t.weight);
+                    score += w;
                 }
             }
         }
@@ -88,8 +98,9 @@ fn affinity_by_visit(snap: &Snapshot, pod: &PodInfo, node: &NodeInfo) -> i64 {
 
 /// PodTopologySpread's raw score of `node` by definition: per constraint, the matching
 /// non-terminating pods in the pod's namespace on the eligible nodes (passing its node selector,
-/// carrying every constraint's key) in the node's domain, plus itself and `maxSkew - 1`; `None`
-/// for a node without every key.
+/// carrying every constraint's key) in the node's domain, times `ln(domains + 2)` (the domains
+/// of the feasible nodes carrying every key: every other node, as [`raw_scores`] samples them),
+/// plus `maxSkew - 1`, rounded; `None` for a node without every key.
 fn spread_by_visit(snap: &Snapshot, pod: &PodInfo, node: &NodeInfo) -> Option<i64> {
     let spec = pod.pod.spec.as_ref()?;
     let constraints = spec
@@ -109,11 +120,32 @@ fn spread_by_visit(snap: &Snapshot, pod: &PodInfo, node: &NodeInfo) -> Option<i6
     {
         return None;
     }
-    let mut total = 0;
+    let scored: Vec<&NodeInfo> = snap
+        .nodes
+        .iter()
+        .step_by(2)
+        .filter(|n| {
+            constraints
+                .iter()
+                .all(|c| n.labels.contains_key(&c.topology_key))
+        })
+        .collect();
+    let mut total = 0.0;
     for c in constraints {
         let sel =
             rudder_machinery::label_selector::LabelSelector::from_api(c.label_selector.as_ref())
                 .expect("selector");
+        let domains: std::collections::HashSet<&String> = scored
+            .iter()
+            .map(|n| {
+                if c.topology_key == "kubernetes.io/hostname" {
+                    &n.name
+                } else {
+                    &n.labels[&c.topology_key]
+                }
+            })
+            .collect();
+        let weight = (domains.len() as f64 + 2.0).ln();
         let mut here = 0;
         for other in snap.nodes.iter().filter(|n| eligible(n)) {
             if !same_domain(node, other, &c.topology_key) {
@@ -127,9 +159,9 @@ fn spread_by_visit(snap: &Snapshot, pod: &PodInfo, node: &NodeInfo) -> Option<i6
                 })
                 .count() as i64;
         }
-        total += here + i64::from(sel.matches(&pod.labels)) + i64::from(c.max_skew) - 1;
+        total += here as f64 * weight + f64::from(c.max_skew - 1);
     }
-    Some(total)
+    Some(total.round() as i64)
 }
 
 /// Raw scores of every node after PreScore; `None` when PreScore skipped. Only every other
@@ -175,8 +207,8 @@ pub(super) fn check(snap: &Snapshot) {
             .iter()
             .map(|n| affinity_by_visit(snap, pod, n))
             .collect();
-        let got =
-            raw_scores(&InterPodAffinity, snap, pod).unwrap_or_else(|| vec![0; snap.nodes.len()]);
+        let got = raw_scores(&InterPodAffinity::default(), snap, pod)
+            .unwrap_or_else(|| vec![0; snap.nodes.len()]);
         assert_eq!(got, want, "preferred affinity of {:?}", pod.pod.spec);
     }
     let mut spread_pods = Vec::new();
