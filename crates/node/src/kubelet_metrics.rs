@@ -16,8 +16,8 @@ use prometheus_client::registry::Registry;
 use rudder_metrics::{HistogramFamily, buckets, prometheus_client};
 use rudder_runtime::{
     AttachRequest, Attachment, ContainerConfig, ContainerFilter, ContainerId, ContainerRuntime,
-    ContainerState, ContainerStats, ContainerStatus, ExecProcess, ExecRequest, ExecResult, Result,
-    SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    ContainerState, ContainerStats, ContainerStatus, ExecProcess, ExecRequest, ExecResult,
+    ExitForecast, Result, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
 };
 
 type OperationLabel = [(&'static str, &'static str); 1];
@@ -207,6 +207,10 @@ impl ContainerRuntime for MeteredRuntime {
     }
     async fn list_containers(&self, filter: ContainerFilter) -> Result<Vec<ContainerStatus>> {
         timed!("list_containers", self.inner.list_containers(filter))
+    }
+    async fn exit_forecast(&self, id: &ContainerId) -> ExitForecast {
+        // Not a CRI call: nothing to time.
+        self.inner.exit_forecast(id).await
     }
     async fn exec_sync(
         &self,

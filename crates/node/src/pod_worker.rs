@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
-use rudder_runtime::{ContainerId, ContainerRuntime, ContainerState, SandboxId};
+use rudder_runtime::{ContainerId, ContainerRuntime, ContainerState, ExitForecast, SandboxId};
 use tokio::sync::watch;
 
 use crate::pod_spec::{self, EnvSources};
@@ -136,16 +136,20 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
             worker.terminate(&pod).await;
             return;
         }
-        if let Err(e) = worker.step(&pod).await {
-            tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod worker step failed");
-        }
+        let wait = match worker.step(&pod).await {
+            Ok(()) => worker.next_look(&pod, poll).await,
+            Err(e) => {
+                tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod worker step failed");
+                poll
+            }
+        };
         tokio::select! {
             changed = pod_rx.changed() => {
                 if changed.is_err() {
                     return;
                 }
             }
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
@@ -171,6 +175,12 @@ struct Worker {
     first_seen: Instant,
     start_reported: bool,
 }
+
+/// How often a steady pod is looked at when nothing about it can change unseen (upstream's
+/// `syncFrequency`).
+const RESYNC: Duration = Duration::from_secs(60);
+/// The shortest wait between steps, so a forecast in the past cannot make a worker spin.
+const MIN_WAIT: Duration = Duration::from_millis(50);
 
 /// How often file volumes are refreshed from their ConfigMaps and Secrets.
 const VOLUME_RESYNC: Duration = Duration::from_secs(3);
@@ -278,6 +288,46 @@ impl Worker {
             }
         }
         self.report(pod, &policy).await
+    }
+
+    /// How long the worker may wait for a change of the pod before it must look again: `poll`
+    /// while something may change unseen (a process that may exit at any moment, due probes, a
+    /// container not yet running, init containers at work); the end of a restart back-off or of
+    /// a program whose end the runtime forecasts; [`RESYNC`] when the pod is steady. A
+    /// simulated node's thousands of steady pods then cost nothing between resyncs.
+    async fn next_look(&self, pod: &Pod, poll: Duration) -> Duration {
+        let every_app_container_has_run = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .all(|c| self.app.contains_key(&c.name));
+        if self.sandbox.is_none() || !every_app_container_has_run {
+            return poll;
+        }
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let mut wait = RESYNC;
+        for slot in self
+            .init
+            .values()
+            .chain(self.app.values())
+            .chain(self.ephemeral.values())
+        {
+            if slot.probes.as_ref().is_some_and(Probes::any)
+                || (slot.waiting.is_some() && slot.retry_at.is_none())
+            {
+                return poll;
+            }
+            if let Some(at) = slot.retry_at {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
+            let Some(id) = &slot.id else { continue };
+            match self.shared.runtime.exit_forecast(id).await {
+                ExitForecast::Unknown => return poll,
+                ExitForecast::Never => {}
+                ExitForecast::At(t) => wait = wait.min(t.duration_since(wall).unwrap_or_default()),
+            }
+        }
+        wait.max(MIN_WAIT)
     }
 
     /// Takes over what a previous agent left running for this pod (same uid): its ready sandbox

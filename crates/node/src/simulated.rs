@@ -201,7 +201,6 @@ pub async fn run(
     opts: SimulationOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
-    let runtime: Arc<SimulatedRuntime> = Arc::new(SimulatedRuntime::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shareds: HashMap<String, Arc<Shared>> = HashMap::with_capacity(opts.nodes);
     let mut networks: HashMap<String, Arc<SimulatedNetwork>> = HashMap::with_capacity(opts.nodes);
@@ -224,7 +223,7 @@ pub async fn run(
         config.watch_pods = false;
         let network = Arc::new(SimulatedNetwork::default());
         let agent = Agent::with_machine(client.clone(), config, machine(&opts, &name))
-            .with_simulated_runtime(runtime.clone(), network.clone())
+            .with_simulated_runtime(Arc::new(SimulatedRuntime::new()), network.clone())
             .with_event_recorder(events.clone());
         if let Some(shared) = agent.pod_shared() {
             shareds.insert(name.clone(), shared);

@@ -153,6 +153,28 @@ fn simulated_nodes_run_a_deployment_through_the_pod_lifecycle() {
     );
     wait_available(&s, KUBECTL, "web", REPLICAS, 60);
 
+    // A program the runtime models as ending (`sleep 3`) ends on time: the worker wakes at
+    // the forecast end instead of at the 60 s resync a steady pod waits for.
+    s.ok_kubectl(
+        KUBECTL,
+        &[
+            "run",
+            "once",
+            "--image=busybox",
+            "--restart=Never",
+            "--",
+            "sleep",
+            "3",
+        ],
+    );
+    let done = wait_for("pod once Succeeded", 40, || {
+        let p = get(&s, &["get", "pod", "once"]);
+        (p["status"]["phase"] == "Succeeded").then_some(p)
+    });
+    let terminated = &done["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["exitCode"], 0, "{done}");
+    assert_eq!(terminated["reason"], "Completed", "{done}");
+
     // Deleting the Deployment deletes every pod the same way.
     s.ok_kubectl(KUBECTL, &["delete", "deployment", "web"]);
     wait_for("every pod gone", 90, || {

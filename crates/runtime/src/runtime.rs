@@ -23,7 +23,8 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::types::{
     AttachRequest, Attachment, ContainerConfig, ContainerFilter, ContainerId, ContainerStats,
-    ContainerStatus, ExecProcess, ExecRequest, ExecResult, SandboxConfig, SandboxId, SandboxStatus,
+    ContainerStatus, ExecProcess, ExecRequest, ExecResult, ExitForecast, SandboxConfig, SandboxId,
+    SandboxStatus,
 };
 
 /// A container runtime, CRI-shaped. Object-safe: the agent holds it as `Arc<dyn ContainerRuntime>`.
@@ -77,6 +78,14 @@ pub trait ContainerRuntime: Send + Sync + 'static {
 
     /// State, pid, exit code, times and reason of one container.
     async fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus>;
+
+    /// When container `id` will exit by itself, if the runtime knows. Runtimes of real
+    /// processes cannot ([`ExitForecast::Unknown`], the default), so the agent polls them; a
+    /// runtime that models its containers can say, and spares the agent looking at a steady pod.
+    async fn exit_forecast(&self, id: &ContainerId) -> ExitForecast {
+        let _ = id;
+        ExitForecast::Unknown
+    }
 
     /// The containers matching `filter` (all with the default filter).
     async fn list_containers(&self, filter: ContainerFilter) -> Result<Vec<ContainerStatus>>;

@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 
@@ -26,17 +26,20 @@ use crate::runtime::ContainerRuntime;
 use crate::types::{
     AttachRequest, Attachment, ContainerConfig, ContainerFilter, ContainerId, ContainerMetadata,
     ContainerState, ContainerStats, ContainerStatus, ExecProcess, ExecRequest, ExecResult,
-    ExitReason, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
+    ExitForecast, ExitReason, SandboxConfig, SandboxId, SandboxState, SandboxStatus,
 };
 
 /// Exit code of a process ended by SIGTERM (128 + 15).
 const SIGTERM_EXIT: i32 = 143;
 
-/// The in-memory runtime. One instance may serve many simulated nodes: ids are unique per
-/// instance and every record carries the labels the agent filters by.
+/// Ids come from one counter per process, so no two simulated nodes' containers share one.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// The in-memory runtime. Each simulated node gets its own instance, as each hollow kubelet has
+/// its own fake runtime: listing and sandbox removal scan the records, so a runtime shared by
+/// thousands of nodes made every pod start cost time proportional to all pods of the process.
 #[derive(Debug, Default)]
 pub struct SimulatedRuntime {
-    next_id: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -88,7 +91,7 @@ impl SimulatedRuntime {
     }
 
     fn id(&self) -> String {
-        format!("sim{:013x}", self.next_id.fetch_add(1, Ordering::Relaxed))
+        format!("sim{:013x}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -286,6 +289,23 @@ impl ContainerRuntime for SimulatedRuntime {
             .ok_or_else(|| not_found("container", &id.0))?;
         settle(r, now);
         Ok(r.status.clone())
+    }
+
+    async fn exit_forecast(&self, id: &ContainerId) -> ExitForecast {
+        let state = self.lock();
+        let Some(r) = state.containers.get(id) else {
+            // Gone: the next status call says so.
+            return ExitForecast::Unknown;
+        };
+        match r.status.state {
+            ContainerState::Exited => ExitForecast::At(r.status.finished_at.unwrap_or(UNIX_EPOCH)),
+            ContainerState::Running => match (r.status.started_at, r.finishes) {
+                (Some(started), Some((_, after))) => ExitForecast::At(started + after),
+                _ => ExitForecast::Never,
+            },
+            // Not started: it cannot exit before it is.
+            ContainerState::Created => ExitForecast::Never,
+        }
     }
 
     async fn list_containers(&self, filter: ContainerFilter) -> Result<Vec<ContainerStatus>> {

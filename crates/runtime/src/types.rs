@@ -244,6 +244,17 @@ pub enum ContainerState {
     Exited,
 }
 
+/// What a runtime can tell about when a running container will exit by itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitForecast {
+    /// It cannot tell (a real process may exit at any moment): callers keep polling.
+    Unknown,
+    /// It runs until it is stopped.
+    Never,
+    /// It exits at this moment (or has already).
+    At(std::time::SystemTime),
+}
+
 /// Why a container exited; `as_str` gives the Kubernetes `reason` string.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExitReason {

@@ -36,6 +36,11 @@ impl Probes {
         }
     }
 
+    /// Whether the container has any probe, so the worker must keep looking to run it.
+    pub(super) fn any(&self) -> bool {
+        self.startup.is_some() || self.liveness.is_some() || self.readiness.is_some()
+    }
+
     pub(super) fn started(&self) -> bool {
         self.startup.as_ref().is_none_or(|(_, t)| t.passing)
     }

@@ -250,3 +250,47 @@ async fn exec_streams_and_unknown_ids_are_errors() {
         Err(RuntimeError::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn forecasts_say_when_containers_exit_by_themselves() {
+    let rt = SimulatedRuntime::new();
+    let sb = rt.run_pod_sandbox(sandbox_config("u1")).await.unwrap();
+    let server = rt
+        .create_container(&sb, container_config("web", "nginx"))
+        .await
+        .unwrap();
+    let job = rt
+        .create_container(&sb, container_config("job", "sleep 3600"))
+        .await
+        .unwrap();
+    // Not started yet: neither exits on its own.
+    assert_eq!(rt.exit_forecast(&job).await, ExitForecast::Never);
+    rt.start_container(&server).await.unwrap();
+    rt.start_container(&job).await.unwrap();
+    assert_eq!(rt.exit_forecast(&server).await, ExitForecast::Never);
+    let started = rt.container_status(&job).await.unwrap().started_at.unwrap();
+    assert_eq!(
+        rt.exit_forecast(&job).await,
+        ExitForecast::At(started + Duration::from_secs(3600))
+    );
+    // Stopped: it exited when it was stopped.
+    rt.stop_container(&server, Duration::ZERO).await.unwrap();
+    let finished = rt
+        .container_status(&server)
+        .await
+        .unwrap()
+        .finished_at
+        .unwrap();
+    assert_eq!(rt.exit_forecast(&server).await, ExitForecast::At(finished));
+    // Unknown ids: the runtime cannot tell.
+    let gone = ContainerId("sim-none".into());
+    assert_eq!(rt.exit_forecast(&gone).await, ExitForecast::Unknown);
+}
+
+#[tokio::test]
+async fn two_runtimes_never_share_an_id() {
+    let (a, b) = (SimulatedRuntime::new(), SimulatedRuntime::new());
+    let sa = a.run_pod_sandbox(sandbox_config("u1")).await.unwrap();
+    let sb = b.run_pod_sandbox(sandbox_config("u2")).await.unwrap();
+    assert_ne!(sa, sb);
+}
