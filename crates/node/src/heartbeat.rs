@@ -87,6 +87,9 @@ pub struct Agent {
     /// The event writer pod workers record through; one is started on first use when none
     /// was given (simulated nodes share one).
     events: Option<rudder_events::Recorder>,
+    /// Told when the Node's Ready condition needs correcting, by a watch of Nodes the process
+    /// shares (simulated nodes); without it the agent reads its Node at each lease renewal.
+    ready_feed: Option<Arc<tokio::sync::Notify>>,
 }
 
 fn now() -> Time {
@@ -109,7 +112,15 @@ impl Agent {
             runtime: None,
             simulated: None,
             events: None,
+            ready_feed: None,
         }
+    }
+
+    /// Learns that the Node's Ready condition needs correcting from `feed` (a watch shared by
+    /// the simulated nodes of one process) instead of reading the Node every lease renewal.
+    pub fn with_ready_feed(mut self, feed: Arc<tokio::sync::Notify>) -> Self {
+        self.ready_feed = Some(feed);
+        self
     }
 
     /// Records pod events through `events` (shared by the simulated nodes of one process).
@@ -260,6 +271,14 @@ impl Agent {
         let mut lease: Option<Lease> = None;
         let mut status_tick = tokio::time::interval(self.config.status_interval);
         status_tick.tick().await; // registration just wrote the status
+        // Set when the Node's Ready condition was seen not True; corrected at the next renewal,
+        // so a flapping condition costs at most one status write per lease interval.
+        let mut correct_ready = false;
+        let ready_feed = self.ready_feed.clone();
+        let ready_changed = async || match &ready_feed {
+            Some(feed) => feed.notified().await,
+            None => std::future::pending().await,
+        };
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -275,7 +294,18 @@ impl Agent {
                     if let Err(e) = self.renew_lease(&uid, &mut lease).await {
                         tracing::warn!(error = %e, "renewing the node lease");
                     }
+                    if self.ready_feed.is_none() {
+                        correct_ready = self.ready_needs_correcting().await;
+                    }
+                    if std::mem::take(&mut correct_ready) {
+                        tracing::info!(node = %self.node_name(), "the Node is marked not Ready; reporting its status");
+                        match self.report_status().await {
+                            Ok(_) => status_tick.reset(),
+                            Err(e) => tracing::warn!(error = %e, "updating the node status"),
+                        }
+                    }
                 }
+                () = ready_changed() => correct_ready = true,
                 _ = status_tick.tick() => {
                     if let Err(e) = self.report_status().await {
                         tracing::warn!(error = %e, "updating the node status");
@@ -317,6 +347,19 @@ impl Agent {
                 self.report_status().await
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the Node and says whether its Ready condition needs correcting (a failed read
+    /// says no: the next renewal reads again).
+    async fn ready_needs_correcting(&self) -> bool {
+        let nodes: Api<Node> = Api::all(self.client.clone());
+        match nodes.get_status(self.node_name()).await {
+            Ok(node) => node_object::ready_needs_correcting(&node),
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the Node");
+                false
+            }
         }
     }
 

@@ -192,6 +192,21 @@ pub fn status(
     }
 }
 
+/// Whether the Node, as the API holds it, says something about this agent that the agent must
+/// correct at once: a Ready condition that is there and not `True` (the node lifecycle
+/// controller marks it `Unknown` when leases stop coming). The kubelet re-asserts Ready on its
+/// next status update, within 10 s, not at its next periodic report. A Node without the
+/// condition yet is being registered and needs nothing.
+pub fn ready_needs_correcting(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .is_some_and(|c| c.status != "True")
+}
+
 /// The Node to create at registration.
 pub fn node(m: &Machine, opts: &NodeOptions, now: &Time) -> Node {
     Node {
@@ -283,6 +298,44 @@ mod tests {
             .collect();
         assert_eq!(types.last(), Some(&("Ready".to_owned(), "True".to_owned())));
         assert_eq!(st.addresses.unwrap_or_default()[0].address, "10.0.0.5");
+    }
+
+    #[test]
+    fn only_a_ready_condition_that_is_not_true_needs_correcting() {
+        let with = |conditions: &[(&str, &str)]| Node {
+            status: Some(k8s_openapi::api::core::v1::NodeStatus {
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(t, s)| NodeCondition {
+                            type_: (*t).into(),
+                            status: (*s).into(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let cases = [
+            (Node::default(), false),
+            (with(&[]), false),
+            (with(&[("MemoryPressure", "False")]), false),
+            (
+                with(&[("MemoryPressure", "False"), ("Ready", "True")]),
+                false,
+            ),
+            (with(&[("Ready", "Unknown")]), true),
+            (with(&[("Ready", "False")]), true),
+            (
+                with(&[("MemoryPressure", "Unknown"), ("Ready", "True")]),
+                false,
+            ),
+        ];
+        for (i, (node, want)) in cases.into_iter().enumerate() {
+            assert_eq!(ready_needs_correcting(&node), want, "case {i}");
+        }
     }
 
     #[test]

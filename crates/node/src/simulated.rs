@@ -149,26 +149,40 @@ impl SimulatedNetwork {
         }
     }
 
-    /// Takes `subnet` as the node's pod subnet (a node keeps its first one).
-    fn set_subnet(&self, subnet: Ipv4Net) {
-        let _ = self.addresses.set(Mutex::new(Addresses::new(subnet)));
+    /// Takes `subnet` as the node's pod subnet (a node keeps its first one); whether this was
+    /// the first.
+    fn set_subnet(&self, subnet: Ipv4Net) -> bool {
+        self.addresses
+            .set(Mutex::new(Addresses::new(subnet)))
+            .is_ok()
     }
 }
 
-/// Hands each simulated node its `spec.podCIDR` once the node IPAM has set it, from one watch
-/// of the simulated Nodes for the whole process, and ends when every node has one. (A GET per
-/// node every second until then was 5,000 GETs a second at 5,000 nodes: it saturated the
-/// server the IPAM writes through.)
-async fn follow_subnets(
+/// What one watch of the simulated Nodes tells each node's agent.
+struct NodeFeed {
+    /// Given the node's `spec.podCIDR` once the node IPAM has set it.
+    network: Arc<SimulatedNetwork>,
+    /// Told when the Node's Ready condition is marked not True (the agent then reports its
+    /// status at its next renewal, as the kubelet does within 10 s).
+    ready: Arc<tokio::sync::Notify>,
+}
+
+/// Feeds every simulated node of the process from one watch of their Nodes: its pod subnet
+/// once the node IPAM has set it, and a nudge when its Ready condition needs correcting. (A
+/// GET per node every second for the subnet was 5,000 GETs a second at 5,000 nodes: it
+/// saturated the server the IPAM writes through; a GET per node per lease renewal, as a lone
+/// agent does, would be 500 a second.)
+async fn follow_nodes(
     client: kube::Client,
-    mut waiting: HashMap<String, Arc<SimulatedNetwork>>,
+    feeds: HashMap<String, NodeFeed>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let nodes: Api<Node> = Api::all(client);
     let config = watcher::Config::default().labels(&format!("{LABEL}={LABEL_VALUE}"));
     let mut events = watcher(nodes, config).default_backoff().boxed();
+    let mut without_subnet = feeds.len();
     tokio::pin!(shutdown);
-    while !waiting.is_empty() {
+    loop {
         let event = tokio::select! {
             () = &mut shutdown => return,
             e = events.next() => e,
@@ -176,23 +190,31 @@ async fn follow_subnets(
         match event {
             Some(Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node))) => {
                 let name = node.metadata.name.as_deref().unwrap_or_default();
+                let Some(feed) = feeds.get(name) else {
+                    continue;
+                };
                 let subnet = node
                     .spec
                     .as_ref()
                     .and_then(|s| s.pod_cidr.as_deref())
                     .and_then(|c| c.parse::<Ipv4Net>().ok());
                 if let Some(subnet) = subnet
-                    && let Some(network) = waiting.remove(name)
+                    && feed.network.set_subnet(subnet)
                 {
-                    network.set_subnet(subnet);
+                    without_subnet -= 1;
+                    if without_subnet == 0 {
+                        tracing::info!("every simulated node has its pod subnet");
+                    }
+                }
+                if crate::node_object::ready_needs_correcting(&node) {
+                    feed.ready.notify_one();
                 }
             }
             Some(Ok(_)) => {}
-            Some(Err(e)) => tracing::warn!(error = %e, "watching the simulated nodes' subnets"),
+            Some(Err(e)) => tracing::warn!(error = %e, "watching the simulated nodes"),
             None => return,
         }
     }
-    tracing::info!("every simulated node has its pod subnet");
 }
 
 /// Runs `opts.nodes` simulated nodes as clients of `client` until `shutdown` resolves.
@@ -203,7 +225,7 @@ pub async fn run(
 ) {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shareds: HashMap<String, Arc<Shared>> = HashMap::with_capacity(opts.nodes);
-    let mut networks: HashMap<String, Arc<SimulatedNetwork>> = HashMap::with_capacity(opts.nodes);
+    let mut feeds: HashMap<String, NodeFeed> = HashMap::with_capacity(opts.nodes);
     let mut agents = Vec::with_capacity(opts.nodes);
     // One event writer for every simulated node, as one hollow kubelet process has one.
     let events = rudder_events::Recorder::new(client.clone());
@@ -221,14 +243,18 @@ pub async fn run(
         config.lease_interval = opts.lease_interval;
         config.status_interval = opts.status_interval;
         config.watch_pods = false;
-        let network = Arc::new(SimulatedNetwork::default());
+        let feed = NodeFeed {
+            network: Arc::new(SimulatedNetwork::default()),
+            ready: Arc::new(tokio::sync::Notify::new()),
+        };
         let agent = Agent::with_machine(client.clone(), config, machine(&opts, &name))
-            .with_simulated_runtime(Arc::new(SimulatedRuntime::new()), network.clone())
-            .with_event_recorder(events.clone());
+            .with_simulated_runtime(Arc::new(SimulatedRuntime::new()), feed.network.clone())
+            .with_event_recorder(events.clone())
+            .with_ready_feed(feed.ready.clone());
         if let Some(shared) = agent.pod_shared() {
             shareds.insert(name.clone(), shared);
         }
-        networks.insert(name, network);
+        feeds.insert(name, feed);
         agents.push(agent);
     }
     // One watch of every bound pod, fanned out here, instead of one per node.
@@ -238,7 +264,7 @@ pub async fn run(
             let _ = rx.wait_for(|s| *s).await;
         }
     }));
-    let subnets = tokio::spawn(follow_subnets(client.clone(), networks, {
+    let nodes = tokio::spawn(follow_nodes(client.clone(), feeds, {
         let mut rx = stop_rx.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
@@ -268,7 +294,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     let _ = pods.await;
-    let _ = subnets.await;
+    let _ = nodes.await;
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::node::{mark_ready_unknown, ready_status};
 use common::{KUBECTLS, Server, json};
 
 fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -89,6 +90,17 @@ fn the_server_registers_its_node_and_renews_its_lease() {
         ));
         (l["spec"]["renewTime"].as_str() != Some(first.as_str())).then_some(())
     });
+
+    // Marked not Ready (as the node lifecycle controller does when leases stop), the Node is
+    // Ready again at the agent's next renewal, not at its next periodic status report (60 s).
+    mark_ready_unknown(&s, k, &name);
+    wait_for("Ready again", || {
+        (ready_status(&s, k, &name) == "True").then_some(())
+    });
+    assert!(
+        s.log().contains("the Node is marked not Ready"),
+        "the agent did not say why it reported"
+    );
 
     // After a restart the same Node is taken over, not duplicated. Its endpoint's port is
     // held by someone else at first: the agent keeps trying and serves once it is free.

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::node::wait_for;
+use common::node::{mark_ready_unknown, ready_status, wait_for};
 use common::workloads::{deploy_web, wait_available};
 use common::{Server, json};
 
@@ -103,6 +103,14 @@ fn simulated_nodes_run_a_deployment_through_the_pod_lifecycle() {
             .iter()
             .all(|(name, t)| now.get(name).is_some_and(|n| n != t))
             .then_some(())
+    });
+
+    // Marked not Ready (as the node lifecycle controller does when leases stop), a simulated
+    // node is Ready again at its next renewal, not at its next status report (5 min): the
+    // process's one watch of its Nodes tells it.
+    mark_ready_unknown(&s, KUBECTL, "hollow-3");
+    wait_for("hollow-3 Ready again", 30, || {
+        (ready_status(&s, KUBECTL, "hollow-3") == "True").then_some(())
     });
 
     // A Deployment spreads over the nodes and becomes fully available.

@@ -142,3 +142,34 @@ pub fn running(s: &Server, k: &str, name: &str, secs: u64) -> serde_json::Value 
         (p["status"]["phase"] == "Running").then_some(p)
     })
 }
+
+/// Sets the Node's Ready condition to Unknown through its status, as the node lifecycle
+/// controller does.
+pub fn mark_ready_unknown(s: &Server, kubectl: &str, node: &str) {
+    let patch = r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#;
+    s.ok_kubectl(
+        kubectl,
+        &[
+            "patch",
+            "node",
+            node,
+            "--subresource=status",
+            "--type=strategic",
+            "-p",
+            patch,
+        ],
+    );
+}
+
+/// The status of the Node's Ready condition.
+pub fn ready_status(s: &Server, kubectl: &str, node: &str) -> String {
+    let n = json(&s.ok_kubectl(kubectl, &["get", "node", node, "-o", "json"]));
+    n["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
