@@ -78,7 +78,8 @@ impl Cache {
     }
 
     /// A pod was added or changed.
-    pub fn apply_pod(&mut self, pod: Pod, queue: &mut Queue, config: &Config, now: Instant) {
+    pub fn apply_pod(&mut self, mut pod: Pod, queue: &mut Queue, config: &Config, now: Instant) {
+        crate::slim::for_scheduling(&mut pod);
         let key = key_of(&pod.metadata);
         let spec = pod.spec.as_ref();
         let node = spec

@@ -5,7 +5,8 @@
 //! [`framework::Status`]), `plugins` (one file per plugin, pure, table-tested), `config`
 //! (KubeSchedulerConfiguration profiles), `schedule` (one decision) and
 //! `preemption` (victims, pure); then IO: `queue` (active / back-off / unschedulable), `cache`
-//! (watches into the snapshot) and `scheduler` (the loop: bind, events, status).
+//! (watches into the snapshot, each pod first cut to what scheduling reads by `slim`) and
+//! `scheduler` (the loop: bind, events, status).
 
 pub mod cache;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod queue;
 pub mod resources;
 pub mod schedule;
 mod scheduler;
+pub mod slim;
 pub mod snapshot;
 
 pub use error::SchedulerError;
