@@ -61,7 +61,15 @@ impl Context {
     ) -> Result<Self> {
         let stopped = || wait_stop(stop.clone());
         let ctx = Context {
-            pods: Informer::start_indexed(&client, "pods", crate::pods::controller_key, stopped()),
+            // No controller reads a pod's container environment, probes or non-claim
+            // volumes: cached pods go without them.
+            pods: Informer::start_indexed(
+                &client,
+                "pods",
+                crate::pods::controller_key,
+                rudder_machinery::pod_trim::trim_spec,
+                stopped(),
+            ),
             replicasets: Informer::start(&client, "replicasets", stopped()),
             replication_controllers: Informer::start(&client, "replicationcontrollers", stopped()),
             deployments: Informer::start(&client, "deployments", stopped()),

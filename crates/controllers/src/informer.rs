@@ -80,18 +80,27 @@ where
         config: watcher::Config,
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
-        Self::start_inner(client, what, config, None, stop)
+        Self::start_inner(client, what, config, None, |_| {}, stop)
     }
 
-    /// Starts watching every `K` until `stop`, also grouping the cache by `key`.
+    /// Starts watching every `K` until `stop`, cutting each object with `trim` before it is
+    /// cached (what no controller reads) and grouping the cache by `key`.
     pub fn start_indexed(
         client: &Client,
         what: &'static str,
         key: fn(&K) -> String,
+        trim: fn(&mut K),
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
         let index = Arc::new(Index::new(key));
-        Self::start_inner(client, what, watcher::Config::default(), Some(index), stop)
+        Self::start_inner(
+            client,
+            what,
+            watcher::Config::default(),
+            Some(index),
+            trim,
+            stop,
+        )
     }
 
     fn start_inner(
@@ -99,6 +108,7 @@ where
         what: &'static str,
         config: watcher::Config,
         index: Option<Arc<Index<K>>>,
+        trim: fn(&mut K),
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> Self {
         let mut writer: Writer<K> = Writer::default();
@@ -109,7 +119,10 @@ where
         // No controller reads managedFields; at scale they are a good part of each cached
         // object (upstream's informers drop them too).
         let events = watcher(api, config)
-            .modify(|o| o.meta_mut().managed_fields = None)
+            .modify(move |o| {
+                o.meta_mut().managed_fields = None;
+                trim(o);
+            })
             .default_backoff();
         let reader = store.clone();
         let indexed = index.clone();

@@ -12,7 +12,8 @@
 //! - [`quantity`]: resource quantities (`500m`, `1.5Gi`) as exact integers;
 //! - [`query`]: URL query strings, decoded and re-encoded;
 //! - [`timestamp`]: RFC 3339 timestamps to and from Unix seconds;
-//! - [`name_validation`]: DNS-1123 names, label keys and values, path segments, `generateName`.
+//! - [`name_validation`]: DNS-1123 names, label keys and values, path segments, `generateName`;
+//! - [`pod_trim`]: what in-process pod caches drop (container details, non-claim volumes).
 //!
 //! Failures a caller cannot proceed from are [`MachineryError`] values; validators that upstream
 //! expresses as "list of problems" return `Vec<String>` (empty means valid).
@@ -27,6 +28,7 @@ pub mod managed_fields;
 pub mod merge_patch;
 pub mod merge_schema;
 pub mod name_validation;
+pub mod pod_trim;
 pub mod quantity;
 pub mod query;
 pub mod quota;

@@ -101,6 +101,8 @@ impl Cache {
             let priority = self.classes.resolve(&pod);
             let mut info = PodInfo::new(Arc::new(pod), priority);
             info.resolve_namespaces(&self.namespaces);
+            // Bound pods stay for their lifetime: keep the derived facts, not the pod.
+            info.pod = Arc::new(crate::slim::placed(&info.pod));
             if self.snapshot.add_pod(&node, Arc::new(info)) {
                 self.placed.insert(key, node);
             }

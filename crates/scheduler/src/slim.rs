@@ -4,34 +4,24 @@
 //! service-account volume are most of its size and no scheduling decision reads them.
 //!
 //! Kept: metadata but `managedFields`, `generateName` and the last-applied annotation;
-//! the spec but, per container, only name, image (ImageLocality), ports (NodePorts), resources
-//! and restart policy (sidecars), no ephemeral containers (they request nothing), and only the
-//! volumes that name a claim (VolumeBinding); of the status, the phase, `nominatedNodeName` and
-//! the `PodScheduled` condition (written by the scheduler, compared before writing again).
+//! the spec as `rudder_machinery::pod_trim::trim_spec` leaves it (per container: name, image for
+//! ImageLocality, ports for NodePorts, resources, restart policy; volumes naming a claim, for
+//! VolumeBinding); of the status, the phase, `nominatedNodeName` and the `PodScheduled`
+//! condition (written by the scheduler, compared before writing again).
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// The annotation `kubectl apply` writes: a copy of the whole object as applied.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Drops from `pod` what no scheduling decision, queue rule or scheduler write reads.
 pub fn for_scheduling(pod: &mut Pod) {
+    rudder_machinery::pod_trim::trim_spec(pod);
     let meta = &mut pod.metadata;
-    meta.managed_fields = None;
     meta.generate_name = None;
     if let Some(annotations) = meta.annotations.as_mut() {
         annotations.remove(LAST_APPLIED);
-    }
-    if let Some(spec) = pod.spec.as_mut() {
-        spec.containers.iter_mut().for_each(slim_container);
-        spec.init_containers
-            .iter_mut()
-            .flatten()
-            .for_each(slim_container);
-        spec.ephemeral_containers = None;
-        if let Some(volumes) = spec.volumes.as_mut() {
-            volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
-        }
     }
     if let Some(status) = pod.status.take() {
         pod.status = Some(PodStatus {
@@ -48,15 +38,28 @@ pub fn for_scheduling(pod: &mut Pod) {
     }
 }
 
-fn slim_container(c: &mut Container) {
-    *c = Container {
-        name: std::mem::take(&mut c.name),
-        image: c.image.take(),
-        ports: c.ports.take(),
-        resources: c.resources.take(),
-        restart_policy: c.restart_policy.take(),
-        ..Default::default()
-    };
+/// What the snapshot keeps of a bound pod once its `PodInfo` is derived: who it is (for
+/// preemption's deletes and events), whether it is terminating, and its node. Every fact a
+/// decision reads of a placed pod (labels, requests, ports, affinity terms, priority) is in the
+/// `PodInfo`'s own fields, so the pod itself need not stay: a few hundred bytes instead of
+/// the kilobytes of a decoded spec.
+pub fn placed(pod: &Pod) -> Pod {
+    let m = &pod.metadata;
+    Pod {
+        metadata: ObjectMeta {
+            name: m.name.clone(),
+            namespace: m.namespace.clone(),
+            uid: m.uid.clone(),
+            resource_version: m.resource_version.clone(),
+            deletion_timestamp: m.deletion_timestamp.clone(),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            ..Default::default()
+        }),
+        status: None,
+    }
 }
 
 #[cfg(test)]
@@ -179,6 +182,18 @@ mod tests {
             for_scheduling(&mut got);
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn a_placed_pod_keeps_who_it_is_and_where() {
+        let mut full = running_pod();
+        full["metadata"]["deletionTimestamp"] = json!("2026-12-08T02:00:00Z");
+        let want = pod(json!({
+            "metadata": {"name": "web-7d9c-abcde", "namespace": "default", "uid": "u1",
+                "resourceVersion": "42", "deletionTimestamp": "2026-12-08T02:00:00Z"},
+            "spec": {"containers": [], "nodeName": "n1"}
+        }));
+        assert_eq!(placed(&pod(full)), want);
     }
 
     #[test]
