@@ -126,21 +126,28 @@ pub async fn run(shared: Arc<Shared>, mut pod_rx: watch::Receiver<Pod>) {
     } else {
         POLL
     };
-    let first = pod_rx.borrow().clone();
-    if let Err(e) = worker.adopt(&first).await {
-        tracing::warn!(pod = ?first.metadata.name, error = %e, "adopting running containers");
+    // The copies of the pod live in blocks that end before the worker waits: a copy held
+    // across the wait is a second decoded pod per worker for its whole life (tens of KB, which
+    // at 150,000 simulated pods ran the agents' process out of memory).
+    {
+        let first = pod_rx.borrow().clone();
+        if let Err(e) = worker.adopt(&first).await {
+            tracing::warn!(pod = ?first.metadata.name, error = %e, "adopting running containers");
+        }
     }
     loop {
-        let pod = pod_rx.borrow_and_update().clone();
-        if pod.metadata.deletion_timestamp.is_some() {
-            worker.terminate(&pod).await;
-            return;
-        }
-        let wait = match worker.step(&pod).await {
-            Ok(()) => worker.next_look(&pod, poll).await,
-            Err(e) => {
-                tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod worker step failed");
-                poll
+        let wait = {
+            let pod = pod_rx.borrow_and_update().clone();
+            if pod.metadata.deletion_timestamp.is_some() {
+                worker.terminate(&pod).await;
+                return;
+            }
+            match worker.step(&pod).await {
+                Ok(()) => worker.next_look(&pod, poll).await,
+                Err(e) => {
+                    tracing::warn!(pod = ?pod.metadata.name, error = %e, "pod worker step failed");
+                    poll
+                }
             }
         };
         tokio::select! {
