@@ -35,6 +35,11 @@ const SIGTERM_EXIT: i32 = 143;
 /// Ids come from one counter per process, so no two simulated nodes' containers share one.
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
+/// A sandbox or container id no other runtime of the process has given.
+fn new_id() -> String {
+    format!("sim{:013x}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
+}
+
 /// The in-memory runtime. Each simulated node gets its own instance, as each hollow kubelet has
 /// its own fake runtime: listing and sandbox removal scan the records, so a runtime shared by
 /// thousands of nodes made every pod start cost time proportional to all pods of the process.
@@ -90,10 +95,6 @@ impl SimulatedRuntime {
         Self::default()
     }
 
-    fn id(&self) -> String {
-        format!("sim{:013x}", NEXT_ID.fetch_add(1, Ordering::Relaxed))
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data behind: keep using it.
         self.state
@@ -143,7 +144,7 @@ impl ContainerRuntime for SimulatedRuntime {
     }
 
     async fn run_pod_sandbox(&self, config: SandboxConfig) -> Result<SandboxId> {
-        let id = SandboxId(self.id());
+        let id = SandboxId(new_id());
         let status = SandboxStatus {
             id: id.clone(),
             metadata: config.metadata,
@@ -199,7 +200,7 @@ impl ContainerRuntime for SimulatedRuntime {
         sandbox: &SandboxId,
         config: ContainerConfig,
     ) -> Result<ContainerId> {
-        let id = ContainerId(self.id());
+        let id = ContainerId(new_id());
         let mut state = self.lock();
         let sb = state
             .sandboxes

@@ -79,10 +79,10 @@ impl Cache {
 
     /// A pod was added or changed.
     pub fn apply_pod(&mut self, mut pod: Pod, queue: &mut Queue, config: &Config, now: Instant) {
-        crate::slim::for_scheduling(&mut pod);
         let key = key_of(&pod.metadata);
-        let spec = pod.spec.as_ref();
-        let node = spec
+        let node = pod
+            .spec
+            .as_ref()
             .and_then(|s| s.node_name.clone())
             .filter(|n| !n.is_empty());
         if let Some(node) = node {
@@ -111,6 +111,9 @@ impl Cache {
         if self.assumed.contains(&key) {
             return;
         }
+        // Pending: the queue keeps it until it is placed, cut to what scheduling reads (a bound
+        // pod above is kept as its identity instead, so cutting it first would be wasted).
+        crate::slim::for_scheduling(&mut pod);
         if pod.metadata.deletion_timestamp.is_some() {
             self.snapshot.clear_nomination(&key);
             queue.remove(&key);
@@ -130,7 +133,9 @@ impl Cache {
             }
             None => self.snapshot.clear_nomination(&key),
         }
-        let scheduler = spec
+        let scheduler = pod
+            .spec
+            .as_ref()
             .and_then(|s| s.scheduler_name.as_deref())
             .unwrap_or(crate::config::DEFAULT_SCHEDULER_NAME);
         if config.profile(scheduler).is_none() {
